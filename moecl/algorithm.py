@@ -1,0 +1,233 @@
+"""Algorithm 1: the linear MoE in continual learning, batched over Monte Carlo replicates.
+
+`simulate` is the one entry point that chapters, the command line and tests use.
+All state carries a leading replicate axis R, so one call simulates many seeds; a
+plain per-replicate implementation lives in `moecl.reference` as the test oracle.
+
+Each round t = 1..T (Algorithm 1):
+
+1. draw the task n_t, its data X_t (Definition 1) and the routing noise;
+2. route by Eq. (2) with the gate values of Eq. (1);
+3. the selected expert learns the task by Eq. (5); the others stay put;
+4. for t > T1 the termination rule inspects the gate values;
+5. while the gate has not terminated, Theta takes the step of Eq. (9) on the
+   locality loss Eq. (6) plus the load-balancing loss Eq. (7).
+
+Metrics (paper, Section 4): the model error of task i under w is
+``E_i(w) = ||w - w_{n_i}||^2``; forgetting
+``F_t = 1/(t-1) sum_{i<t} [E_i(w_t^(m_i)) - E_i(w_i^(m_i))]``; generalization error
+``G_t = 1/t sum_{i<=t} E_i(w_t^(m_i))``. The engine tracks them in O(M N) per round
+with counts ``C[m, n]`` of the tasks of truth n learned by expert m, since
+``sum_i E_i(w_t^(m_i)) = sum_{m,n} C[m, n] ||w_t^(m) - w_n||^2``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import experts, gate
+from .config import Config
+from .tasks import (
+    Pool,
+    check_pool,
+    draw_rounds,
+    feature_matrices,
+    make_pool,
+    replicate_indices,
+    round_blocks,
+    seed_sequences,
+)
+
+
+@dataclass
+class SimulationResult:
+    """Per-round records of R replicates of Algorithm 1 (replicate axis first).
+
+    tasks (R, T): the ground truth n_t of each round. experts (R, T): the expert
+    m_t that learned it (the routing history). forgetting (R, T): F_t (NaN at
+    t = 1, where it is undefined). generalization (R, T): G_t. gate_values
+    (R, T, M): h_m(X_t) at routing time. change_norm (R, T): ||w_t - w_{t-1}|| of
+    the selected expert. closest_truth (R, T, M): index of the ground truth closest
+    to each expert's model after the round. termination_round (R,): the round T2 at
+    which the gate stopped training (-1: never). final_experts (R, M, d),
+    final_theta (R, M, d): end state. pool: the ground truths and feature signals
+    shared by all replicates. replicates: the replicate indices simulated.
+    """
+
+    config: Config
+    seed: int
+    replicates: np.ndarray
+    pool: Pool
+    tasks: np.ndarray
+    experts: np.ndarray
+    forgetting: np.ndarray
+    generalization: np.ndarray
+    gate_values: np.ndarray
+    change_norm: np.ndarray
+    closest_truth: np.ndarray
+    termination_round: np.ndarray
+    final_experts: np.ndarray
+    final_theta: np.ndarray
+    wall_time: float = field(default=0.0, compare=False)
+
+    @property
+    def rounds(self) -> np.ndarray:
+        """Round numbers t = 1..T."""
+        return np.arange(1, self.config.T + 1)
+
+    def load(self) -> np.ndarray:
+        """f_t^(m): fraction of rounds 1..t routed to each expert, (R, T, M)."""
+        onehot = self.experts[..., None] == np.arange(self.config.M)
+        return np.cumsum(onehot, axis=1) / self.rounds[:, None]
+
+    def replicate(self, k: int) -> "SimulationResult":
+        """The records of the k-th simulated replicate alone (a batch of one)."""
+        pick = slice(k, k + 1)
+        return SimulationResult(
+            config=self.config,
+            seed=self.seed,
+            replicates=self.replicates[pick],
+            pool=self.pool,
+            tasks=self.tasks[pick],
+            experts=self.experts[pick],
+            forgetting=self.forgetting[pick],
+            generalization=self.generalization[pick],
+            gate_values=self.gate_values[pick],
+            change_norm=self.change_norm[pick],
+            closest_truth=self.closest_truth[pick],
+            termination_round=self.termination_round[pick],
+            final_experts=self.final_experts[pick],
+            final_theta=self.final_theta[pick],
+            wall_time=self.wall_time,
+        )
+
+
+def simulate(
+    config: Config,
+    replicates=1,
+    seed: int = 0,
+    pool: Pool | tuple | None = None,
+    progress: bool = False,
+) -> SimulationResult:
+    """Run Algorithm 1 for R Monte Carlo replicates at once.
+
+    Parameters
+    ----------
+    config: the experiment (`moecl.Config`).
+    replicates: the number R of replicates, or explicit replicate indices; replicate
+        k always uses the k-th child of the seed, so it gives identical results
+        alone or inside any batch.
+    seed: one non-negative integer seeding everything.
+    pool: ground truths and feature signals, a `moecl.Pool` or a pair (W, V) of
+        (N, d) arrays; ``None`` draws them from the seed (`moecl.tasks.make_pool`).
+    progress: show a progress bar over rounds.
+
+    Returns a `SimulationResult` with per-round arrays of leading shape (R, T).
+    """
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a moecl.Config, got {type(config).__name__}")
+    indices = replicate_indices(replicates)
+    pool_ss, replicate_ss = seed_sequences(seed, indices)
+    if pool is None:
+        pool = make_pool(config, np.random.default_rng(pool_ss))
+    else:
+        pool = check_pool(config, pool)
+    rngs = [np.random.default_rng(ss) for ss in replicate_ss]
+    started = time.perf_counter()
+    records = _run(config, pool, rngs, progress)
+    return SimulationResult(
+        config=config,
+        seed=int(seed),
+        replicates=indices,
+        pool=pool,
+        wall_time=time.perf_counter() - started,
+        **records,
+    )
+
+
+def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
+    R, T, M, N, d = len(rngs), config.T, config.M, config.N, config.d
+    W = pool.W
+    termination = gate.TERMINATION_RULES[config.termination]
+    everyone = np.arange(R)
+
+    expert_models = np.zeros((R, M, d))
+    theta = np.zeros((R, M, d))
+    errors = np.broadcast_to(np.sum(W * W, axis=1), (R, M, N)).copy()  # ||w^(m) - w_n||^2
+    learned = np.zeros((R, M, N))  # C[m, n]: tasks of truth n learned by expert m
+    error_when_learned = np.zeros(R)  # sum_{i<=t} E_i(w_i^(m_i))
+    routed = np.zeros((R, M))  # rounds routed to each expert so far
+    flags = termination.initial_flags((R, M))
+    training = np.ones(R, dtype=bool)
+
+    out = {
+        "tasks": np.empty((R, T), dtype=np.int64),
+        "experts": np.empty((R, T), dtype=np.int64),
+        "forgetting": np.full((R, T), np.nan),
+        "generalization": np.empty((R, T)),
+        "gate_values": np.empty((R, T, M)),
+        "change_norm": np.empty((R, T)),
+        "closest_truth": np.empty((R, T, M), dtype=np.int16),
+        "termination_round": np.full(R, -1, dtype=np.int64),
+    }
+    bar = _progress_bar(T, progress)
+    for start, length in round_blocks(T):
+        draws = draw_rounds(config, rngs, length)
+        X_block = feature_matrices(config, pool.V, draws.tasks, draws.signal_pos, draws.noise)
+        for j in range(length):
+            t = start + j + 1
+            n = draws.tasks[:, j]
+            X = X_block[:, j]
+            xbar = gate.gate_input(X)
+            h = gate.gate_values(theta, xbar)
+            m = gate.route(h, config.lambda_ * draws.route_uniform[:, j])
+
+            # Eq. (5): only the selected expert learns the task.
+            target = W[n]
+            y = (np.swapaxes(X, -1, -2) @ target[..., None])[..., 0]
+            change = experts.min_norm_change(expert_models[everyone, m], X, y)
+            expert_models[everyone, m] += change
+            errors[everyone, m] = experts.squared_distances(expert_models[everyone, m], W)
+
+            # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
+            total_before = np.sum(learned * errors, axis=(1, 2))
+            if t > 1:
+                out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
+            learned[everyone, m, n] += 1
+            current_error = errors[everyone, m, n]
+            error_when_learned += current_error
+            out["generalization"][:, t - 1] = total_before / t + current_error / t
+            change_norm = np.sqrt(np.sum(change * change, axis=-1))
+
+            # Gate: termination check, then Eq. (9) while still training.
+            routed[everyone, m] += 1
+            flags, stop = termination.update(flags, h, m, t, config.T1, config.Gamma)
+            newly = training & stop
+            out["termination_round"][newly] = t
+            training &= ~stop
+            pi = gate.softmax(h)
+            coefficients = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(
+                pi, routed / t, config.alpha, t
+            )
+            coefficients *= training[:, None]
+            theta = gate.gate_step(theta, coefficients, xbar, config.eta)
+
+            out["tasks"][:, t - 1] = n
+            out["experts"][:, t - 1] = m
+            out["gate_values"][:, t - 1] = h
+            out["change_norm"][:, t - 1] = change_norm
+            out["closest_truth"][:, t - 1] = np.argmin(errors, axis=-1)
+        bar.update(length)
+    bar.close()
+    out["final_experts"] = expert_models
+    out["final_theta"] = theta
+    return out
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="rounds", unit="round", disable=not enabled)

@@ -1,0 +1,166 @@
+"""The configuration of one linear MoE continual-learning experiment.
+
+`Config` names every quantity of the paper's setting (Section 3 and Algorithm 1 of
+Li et al., ICLR 2025) plus the scales that the paper fixes only up to constants. Its
+field names follow the paper's notation (`N`, `M`, `T1`, `lambda_`, `eta`, ...).
+
+Book choices
+------------
+The paper gives Gamma, lambda, eta and alpha only up to constants,
+``Gamma = O(sigma0**1.25)``, ``lambda = Theta(sigma0**1.25)``, ``eta = O(sigma0**0.5)``,
+``alpha = O(sigma0**0.5)`` and ``T1 = ceil(M / eta)``. A field left at ``None`` is
+derived from ``sigma0`` with the constants of `BOOK_CONSTANTS` (a book choice, not a
+quote from the paper); a value passed explicitly is used as it is.
+
+The default scales put the model in the regime where expert sets form
+(THEORY.md section 3a): feature signals of norm ``sqrt(d)`` (``v_norm=None``), ``beta=1``
+and noise columns with ``sigma_t=0.1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+FEATURE_MODELS = ("definition1", "isotropic")
+
+#: Book choice: constants multiplying the paper's O(.) scalings in sigma0.
+#: ``Gamma = 1.0 * sigma0**1.25``, ``lambda_ = 1.0 * sigma0**1.25``,
+#: ``eta = 1.0 * sigma0**0.5``, ``alpha = 1.0 * sigma0**0.5``.
+BOOK_CONSTANTS = {"Gamma": 1.0, "lambda_": 1.0, "eta": 1.0, "alpha": 1.0}
+_EXPONENTS = {"Gamma": 1.25, "lambda_": 1.25, "eta": 0.5, "alpha": 0.5}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of one experiment (THEORY.md sections 1-3).
+
+    Problem size
+        d: dimension of models and features. s: samples per task (``s < d``,
+        overparameterised). N: number of ground-truth models in the pool.
+        M: number of experts (``M = 1`` is the single-expert baseline).
+        T: number of rounds (tasks).
+    Pool
+        sigma0: scale of the ground truths, ``w_n ~ N(0, sigma0**2 I)`` (book choice),
+        so model gaps are O(sigma0). K: number of clusters of ground truths
+        (``None``: no clusters); truth n belongs to cluster ``n mod K`` and lies
+        within ``cluster_spread * sigma0`` (per coordinate) of its cluster's centre.
+    Features (Definition 1)
+        features: ``"definition1"`` (one column is ``beta * v_n``, the rest
+        ``N(0, sigma_t**2 I)``) or ``"isotropic"`` (all s columns ``N(0, sigma_t**2 I)``,
+        for which the single-expert closed forms are exact).
+        beta: scale of the signal column. sigma_t: noise scale of the other columns.
+        v_norm: Euclidean norm of every feature signal v_n (``None``: ``sqrt(d)``, so
+        that ``||v_n||_inf = O(1)`` as in the paper).
+    Gate and Algorithm 1
+        eta: gate learning rate, Eq. (9). alpha: weight of the load-balancing loss,
+        Eq. (7). lambda_: routing noise ``Unif[0, lambda_]``, Eq. (2). Gamma:
+        termination threshold on gate-value gaps. T1: length of the exploration
+        phase (``None``: ``ceil(M / eta)``). termination: name of the early-termination
+        strategy (``"gap"``: the book's rule, ``"none"``: the gate trains for ever);
+        see `moecl.gate.TERMINATION_RULES`.
+    """
+
+    d: int = 20
+    s: int = 6
+    N: int = 4
+    M: int = 8
+    T: int = 1000
+    sigma0: float = 0.1
+    eta: float | None = None
+    alpha: float | None = None
+    lambda_: float | None = None
+    Gamma: float | None = None
+    T1: int | None = None
+    beta: float = 1.0
+    sigma_t: float = 0.1
+    v_norm: float | None = None
+    termination: str = "gap"
+    features: str = "definition1"
+    K: int | None = None
+    cluster_spread: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("d", "s", "N", "M", "T"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.s >= self.d:
+            raise ValueError(
+                f"s={self.s} must be smaller than d={self.d}: the model is "
+                "overparameterised (fewer samples per task than dimensions)"
+            )
+        _check_real("sigma0", self.sigma0, low=0.0, low_open=True)
+        for name, exponent in _EXPONENTS.items():
+            if getattr(self, name) is None:
+                value = BOOK_CONSTANTS[name] * self.sigma0**exponent
+                object.__setattr__(self, name, float(value))
+        _check_real("eta", self.eta, low=0.0, low_open=True)
+        _check_real("alpha", self.alpha, low=0.0)
+        _check_real("lambda_", self.lambda_, low=0.0)
+        _check_real("Gamma", self.Gamma, low=0.0)
+        if self.T1 is None:
+            object.__setattr__(self, "T1", int(math.ceil(self.M / self.eta)))
+        _check_int("T1", self.T1, minimum=0)
+        _check_real("beta", self.beta, low=0.0, low_open=True)
+        _check_real("sigma_t", self.sigma_t, low=0.0, low_open=True)
+        if self.v_norm is None:
+            object.__setattr__(self, "v_norm", float(math.sqrt(self.d)))
+        _check_real("v_norm", self.v_norm, low=0.0, low_open=True)
+        _check_real("cluster_spread", self.cluster_spread, low=0.0)
+        if self.K is not None:
+            _check_int("K", self.K, minimum=1)
+            if self.K > self.N:
+                raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
+        if self.features not in FEATURE_MODELS:
+            raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
+        from .gate import TERMINATION_RULES
+
+        if self.termination not in TERMINATION_RULES:
+            raise ValueError(
+                f"termination={self.termination!r} is not one of {tuple(TERMINATION_RULES)}"
+            )
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed; derived fields are derived again unless given."""
+        fields = dataclasses.asdict(self)
+        for name in ("eta", "alpha", "lambda_", "Gamma", "v_norm"):
+            if name not in changes and _derived(self, name):
+                fields[name] = None
+        if "T1" not in changes and self.T1 == int(math.ceil(self.M / self.eta)):
+            fields["T1"] = None
+        fields.update(changes)
+        return Config(**fields)
+
+    def as_dict(self) -> dict:
+        """All fields (derived ones resolved), JSON-serialisable."""
+        return dataclasses.asdict(self)
+
+
+def _derived(config: Config, name: str) -> bool:
+    value = getattr(config, name)
+    if name == "v_norm":
+        return value == math.sqrt(config.d)
+    return value == BOOK_CONSTANTS[name] * config.sigma0 ** _EXPONENTS[name]
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+        hasattr(value, "__index__") and not isinstance(value, float)
+    ):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be at least {minimum}")
+
+
+def _check_real(name: str, value, low: float, low_open: bool = False) -> None:
+    if isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be a real number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a real number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}={value!r} must be finite")
+    if number < low or (low_open and number == low):
+        bound = "greater than" if low_open else "at least"
+        raise ValueError(f"{name}={value!r} must be {bound} {low:g}")

@@ -1,0 +1,117 @@
+"""The gating network, its training losses and early termination (Eq. (1)-(3), (6)-(9)).
+
+All functions are batched: arrays may carry any leading axes (typically the
+replicate axis R). ``theta`` has shape (..., M, d), a gate input ``xbar`` (..., d).
+
+With ``g = xbar_t`` and ``d pi_k / d theta^(m) = pi_k (1[k = m] - pi_m) g`` the
+gradients of both training losses are rank one, ``grad_{theta^(m)} L = c_m g``, so each
+gradient function returns the coefficients ``c`` (..., M) and `gate_step` applies
+``theta^(m) <- theta^(m) - eta c_m g`` (Eq. (9)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gate_input(X: np.ndarray) -> np.ndarray:
+    """``xbar_t``: the sum of the columns of X_t (..., d, s) -> (..., d) (Eq. (1))."""
+    return np.sum(X, axis=-1)
+
+
+def gate_values(theta: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+    """``h_m(X_t) = theta^(m)T xbar_t`` for every expert (Eq. (1)). Returns (..., M)."""
+    return np.sum(theta * xbar[..., None, :], axis=-1)
+
+
+def route(h: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Noisy top-1 routing ``m_t = argmax_m h_m + r^(m)`` (Eq. (2)). Returns (...,) ints."""
+    return np.argmax(h + noise, axis=-1)
+
+
+def softmax(h: np.ndarray) -> np.ndarray:
+    """Routing probabilities ``pi_m = exp(h_m) / sum_m' exp(h_m')`` (Eq. (3))."""
+    z = np.exp(h - np.max(h, axis=-1, keepdims=True))
+    return z / np.sum(z, axis=-1, keepdims=True)
+
+
+def _selected(array: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(array, np.asarray(chosen)[..., None], axis=-1)[..., 0]
+
+
+def locality_loss(pi: np.ndarray, chosen: np.ndarray, change_norm: np.ndarray) -> np.ndarray:
+    """``L_loc = sum_m pi_m ||w_t^(m) - w_{t-1}^(m)||`` (Eq. (6)).
+
+    Only the chosen expert moved, so ``L_loc = pi_{m_t} ||Delta w_t||``.
+    """
+    return _selected(pi, chosen) * change_norm
+
+
+def locality_grad(pi: np.ndarray, chosen: np.ndarray, change_norm: np.ndarray) -> np.ndarray:
+    """Coefficients c (..., M) of ``grad_{theta^(m)} L_loc = c_m xbar`` (gradient of Eq. (6)).
+
+    ``c_m = ||Delta w_t|| pi_{m_t} (1[m = m_t] - pi_m)``.
+    """
+    onehot = np.arange(pi.shape[-1]) == np.asarray(chosen)[..., None]
+    return (change_norm * _selected(pi, chosen))[..., None] * (onehot - pi)
+
+
+def load_balance_loss(pi: np.ndarray, frequency: np.ndarray, alpha: float, t: int) -> np.ndarray:
+    """The round-t term of ``L_aux`` that depends on the current gate (Eq. (7)).
+
+    ``alpha (M / t) sum_m f_t^(m) pi_m(X_t)``, with ``f_t^(m)`` the fraction of rounds
+    1..t routed to expert m. Earlier terms of the sum are constants for Theta_t.
+    """
+    M = pi.shape[-1]
+    return alpha * M / t * np.sum(frequency * pi, axis=-1)
+
+
+def load_balance_grad(pi: np.ndarray, frequency: np.ndarray, alpha: float, t: int) -> np.ndarray:
+    """Coefficients c (..., M) of ``grad_{theta^(m)} L_aux = c_m xbar`` (gradient of Eq. (7)).
+
+    ``c_m = alpha (M / t) pi_m (f_m - sum_k f_k pi_k)``.
+    """
+    M = pi.shape[-1]
+    mean_frequency = np.sum(frequency * pi, axis=-1, keepdims=True)
+    return alpha * M / t * pi * (frequency - mean_frequency)
+
+
+def gate_step(theta: np.ndarray, coefficients: np.ndarray, xbar: np.ndarray, eta: float) -> np.ndarray:
+    """Gradient step ``theta^(m) <- theta^(m) - eta c_m xbar`` on ``L_tr = L_loc + L_aux`` (Eq. (8)-(9))."""
+    return theta - eta * coefficients[..., None] * xbar[..., None, :]
+
+
+class GapTermination:
+    """Early termination by gate-value gaps (book choice of the exact test).
+
+    Each expert carries a flag ``I^(m)``, initially set. At every round t > T1 the
+    flag of every expert whose gate value is within ``Gamma`` of the selected expert's,
+    ``|h_m - h_{m_t}| < Gamma``, is cleared (the selected expert's own flag among
+    them). Once every flag is cleared the gate stops training for good.
+    """
+
+    name = "gap"
+
+    def initial_flags(self, shape: tuple) -> np.ndarray:
+        return np.ones(shape, dtype=bool)
+
+    def update(self, flags, h, chosen, t: int, T1: int, Gamma: float):
+        """Return (flags, stop): the new flags and whether the gate stops now (...,)."""
+        if t <= T1:
+            return flags, np.zeros(flags.shape[:-1], dtype=bool)
+        gaps = np.abs(h - _selected(h, chosen)[..., None])
+        flags = flags & ~(gaps < Gamma)
+        return flags, ~np.any(flags, axis=-1)
+
+
+class NoTermination(GapTermination):
+    """The gate trains in every round (the setting of Proposition 2)."""
+
+    name = "none"
+
+    def update(self, flags, h, chosen, t: int, T1: int, Gamma: float):
+        return flags, np.zeros(flags.shape[:-1], dtype=bool)
+
+
+#: Early-termination strategies by name (``Config.termination``).
+TERMINATION_RULES = {rule.name: rule for rule in (GapTermination(), NoTermination())}

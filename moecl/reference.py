@@ -1,0 +1,99 @@
+"""A plain, one-replicate-at-a-time implementation of Algorithm 1.
+
+This is the test oracle for `moecl.simulate` and the baseline of the benchmark. It
+is written the way a researcher would write it first: a loop over rounds, numpy
+per round, metrics computed straight from their definitions (Section 4 of the paper)
+over the history of tasks, gate gradients written out from Eq. (6)-(9). It shares
+only the random stream (`moecl.tasks`) with the batched engine, so both see the
+same tasks, data and routing noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Config
+from .tasks import Pool, check_pool, draw_rounds, feature_matrices, make_pool, round_blocks, seed_sequences
+
+
+def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool | None = None) -> dict:
+    """Run replicate ``replicate`` of Algorithm 1 alone; returns per-round arrays of shape (T, ...)."""
+    pool_ss, (replicate_ss,) = seed_sequences(seed, [replicate])
+    pool = make_pool(config, np.random.default_rng(pool_ss)) if pool is None else check_pool(config, pool)
+    rng = np.random.default_rng(replicate_ss)
+    W, V = pool.W, pool.V
+    T, M, d = config.T, config.M, config.d
+
+    experts = np.zeros((M, d))
+    theta = np.zeros((M, d))
+    counts = np.zeros(M)
+    flags = np.ones(M, dtype=bool)
+    training = True
+    termination_round = -1
+    task_history, expert_history, error_when_learned = [], [], []
+    out = {
+        "tasks": np.zeros(T, dtype=np.int64),
+        "experts": np.zeros(T, dtype=np.int64),
+        "forgetting": np.full(T, np.nan),
+        "generalization": np.zeros(T),
+        "gate_values": np.zeros((T, M)),
+        "change_norm": np.zeros(T),
+        "closest_truth": np.zeros((T, M), dtype=np.int64),
+    }
+    for start, length in round_blocks(T):
+        draws = draw_rounds(config, [rng], length)
+        for j in range(length):
+            t = start + j + 1
+            n = int(draws.tasks[0, j])
+            X = feature_matrices(config, V, draws.tasks[0, j], draws.signal_pos[0, j], draws.noise[0, j])
+            y = X.T @ W[n]
+
+            # Eq. (1)-(2): gate values and noisy top-1 routing.
+            xbar = X.sum(axis=1)
+            h = theta @ xbar
+            m = int(np.argmax(h + config.lambda_ * draws.route_uniform[0, j]))
+
+            # Eq. (5): minimum-norm update of the selected expert.
+            old = experts[m].copy()
+            experts[m] = old + X @ np.linalg.solve(X.T @ X, y - X.T @ old)
+            change_norm = np.linalg.norm(experts[m] - old)
+
+            # Metrics from their definitions.
+            task_history.append(n)
+            expert_history.append(m)
+            error_when_learned.append(np.sum((experts[m] - W[n]) ** 2))
+            now = np.sum((experts[expert_history] - W[task_history]) ** 2, axis=1)
+            if t > 1:
+                out["forgetting"][t - 1] = np.mean(now[:-1] - np.array(error_when_learned[:-1]))
+            out["generalization"][t - 1] = np.mean(now)
+
+            # Termination check (book choice), then the gate step Eq. (9).
+            counts[m] += 1
+            if config.termination == "gap" and t > config.T1 and training:
+                for k in range(M):
+                    if abs(h[k] - h[m]) < config.Gamma:
+                        flags[k] = False
+                if not flags.any():
+                    training = False
+                    termination_round = t
+            if training:
+                pi = np.exp(h - h.max())
+                pi /= pi.sum()
+                f = counts / t
+                grad = np.zeros((M, d))
+                for k in range(M):
+                    # d pi_j / d theta_k = pi_j (1[j = k] - pi_k) xbar
+                    d_loc = change_norm * pi[m] * ((k == m) - pi[k])
+                    d_aux = config.alpha * M / t * sum(f[j] * pi[j] * ((j == k) - pi[k]) for j in range(M))
+                    grad[k] = (d_loc + d_aux) * xbar
+                theta = theta - config.eta * grad
+
+            out["tasks"][t - 1] = n
+            out["experts"][t - 1] = m
+            out["gate_values"][t - 1] = h
+            out["change_norm"][t - 1] = change_norm
+            out["closest_truth"][t - 1] = np.argmin(np.sum((experts[:, None] - W[None]) ** 2, axis=-1), axis=1)
+    out["termination_round"] = termination_round
+    out["final_experts"] = experts
+    out["final_theta"] = theta
+    return out
