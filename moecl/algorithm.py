@@ -24,6 +24,7 @@ with counts ``C[m, n]`` of the tasks of truth n learned by expert m, since
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,10 +35,10 @@ from .tasks import (
     Pool,
     check_pool,
     draw_rounds,
-    feature_matrices,
     make_pool,
     replicate_indices,
     round_blocks,
+    samples,
     seed_sequences,
 )
 
@@ -156,7 +157,9 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
 
     expert_models = np.zeros((R, M, d))
     theta = np.zeros((R, M, d))
-    errors = np.broadcast_to(np.sum(W * W, axis=1), (R, M, N)).copy()  # ||w^(m) - w_n||^2
+    W_sq = np.sum(W * W, axis=1)
+    errors = np.broadcast_to(W_sq, (R, M, N)).copy()  # ||w^(m) - w_n||^2
+    closest = np.broadcast_to(np.argmin(W_sq), (R, M)).copy()  # truth nearest to each expert
     learned = np.zeros((R, M, N))  # C[m, n]: tasks of truth n learned by expert m
     error_when_learned = np.zeros(R)  # sum_{i<=t} E_i(w_i^(m_i))
     routed = np.zeros((R, M))  # rounds routed to each expert so far
@@ -174,57 +177,76 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
         "termination_round": np.full(R, -1, dtype=np.int64),
     }
     bar = _progress_bar(T, progress)
-    for start, length in round_blocks(T):
-        draws = draw_rounds(config, rngs, length)
-        X_block = feature_matrices(config, pool.V, draws.tasks, draws.signal_pos, draws.noise)
-        for j in range(length):
-            t = start + j + 1
-            n = draws.tasks[:, j]
-            X = X_block[:, j]
-            xbar = gate.gate_input(X)
-            h = gate.gate_values(theta, xbar)
-            m = gate.route(h, config.lambda_ * draws.route_uniform[:, j])
+    # Everything that does not depend on the state is prepared a block of rounds at a
+    # time, the next block in a background thread while this one is simulated (numpy
+    # releases the GIL there). Each replicate's generator is still used by one thread
+    # at a time and in order, so the numbers are the same as without the thread.
+    blocks = list(round_blocks(T))
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[0][1])
+    try:
+        for index, (start, length) in enumerate(blocks):
+            draws, Z, xbar_block, factor_block = pending.result()
+            if index + 1 < len(blocks):
+                pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[index + 1][1])
+            route_noise = config.lambda_ * draws.route_uniform
+            for j in range(length):
+                t = start + j + 1
+                n = draws.tasks[:, j]
+                xbar = xbar_block[:, j]
+                h = gate.gate_values(theta, xbar)  # Eq. (1)
+                m = gate.route(h, route_noise[:, j])  # Eq. (2)
 
-            # Eq. (5): only the selected expert learns the task.
-            target = W[n]
-            y = (np.swapaxes(X, -1, -2) @ target[..., None])[..., 0]
-            change = experts.min_norm_change(expert_models[everyone, m], X, y)
-            expert_models[everyone, m] += change
-            errors[everyone, m] = experts.squared_distances(expert_models[everyone, m], W)
+                # Eq. (5): only the selected expert learns the task,
+                # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w).
+                selected = expert_models[everyone, m]
+                change = experts.projected_change(Z[:, j], factor_block[:, j], W[n] - selected)
+                selected += change
+                expert_models[everyone, m] = selected
+                errors[everyone, m] = row = experts.squared_distances_fast(selected, W, W_sq)
+                closest[everyone, m] = np.argmin(row, axis=1)
 
-            # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
-            total_before = np.sum(learned * errors, axis=(1, 2))
-            if t > 1:
-                out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
-            learned[everyone, m, n] += 1
-            current_error = errors[everyone, m, n]
-            error_when_learned += current_error
-            out["generalization"][:, t - 1] = total_before / t + current_error / t
-            change_norm = np.sqrt(np.sum(change * change, axis=-1))
+                # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
+                total_before = np.sum(learned * errors, axis=(1, 2))
+                if t > 1:
+                    out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
+                learned[everyone, m, n] += 1
+                current_error = errors[everyone, m, n]
+                error_when_learned += current_error
+                out["generalization"][:, t - 1] = total_before / t + current_error / t
+                change_norm = np.sqrt(np.sum(change * change, axis=-1))
 
-            # Gate: termination check, then Eq. (9) while still training.
-            routed[everyone, m] += 1
-            flags, stop = termination.update(flags, h, m, t, config.T1, config.Gamma)
-            newly = training & stop
-            out["termination_round"][newly] = t
-            training &= ~stop
-            pi = gate.softmax(h)
-            coefficients = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(
-                pi, routed / t, config.alpha, t
-            )
-            coefficients *= training[:, None]
-            theta = gate.gate_step(theta, coefficients, xbar, config.eta)
+                # Gate: termination check, then Eq. (9) while still training.
+                routed[everyone, m] += 1
+                flags, stop = termination.update(flags, h, m, t, config.T1, config.Gamma)
+                out["termination_round"][stop & training] = t
+                training &= ~stop
+                pi = gate.softmax(h)
+                grad = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(pi, routed / t, config.alpha, t)
+                grad *= training[:, None]
+                gate.gate_step(theta, grad, xbar, config.eta, out=theta)  # Eq. (9)
 
-            out["tasks"][:, t - 1] = n
-            out["experts"][:, t - 1] = m
-            out["gate_values"][:, t - 1] = h
-            out["change_norm"][:, t - 1] = change_norm
-            out["closest_truth"][:, t - 1] = np.argmin(errors, axis=-1)
-        bar.update(length)
-    bar.close()
+                out["tasks"][:, t - 1] = n
+                out["experts"][:, t - 1] = m
+                out["gate_values"][:, t - 1] = h
+                out["change_norm"][:, t - 1] = change_norm
+                out["closest_truth"][:, t - 1] = closest
+            bar.update(length)
+    finally:
+        bar.close()
+        prefetch.shutdown(cancel_futures=True)
     out["final_experts"] = expert_models
     out["final_theta"] = theta
     return out
+
+
+def _prepare_block(config: Config, pool: Pool, rngs: list, length: int):
+    """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)) and Gram factors of a block."""
+    draws = draw_rounds(config, rngs, length)
+    Z = samples(config, pool.V, draws.tasks, draws.signal_pos, draws.noise, out=draws.noise)
+    xbar_block = np.sum(Z, axis=2)  # Eq. (1): sum of the columns of X_t
+    factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T
+    return draws, Z, xbar_block, factor_block
 
 
 def _progress_bar(total: int, enabled: bool):

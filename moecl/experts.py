@@ -33,6 +33,29 @@ def min_norm_update(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return w + min_norm_change(w, X, y)
 
 
+def gram_factor(Z: np.ndarray) -> np.ndarray:
+    """Cholesky factor L of the Gram matrix ``X^T X = L L^T`` from the samples ``Z = X^T`` (..., s, d)."""
+    return np.linalg.cholesky(Z @ np.swapaxes(Z, -1, -2))
+
+
+def projected_change(Z: np.ndarray, L: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``P_t delta = X (X^T X)^{-1} X^T delta``: the change of Eq. (5) with ``delta = w* - w``.
+
+    Z: (R, s, d) samples as rows (``X^T``); L: (R, s, s) from `gram_factor`; delta:
+    (R, d). The two triangular solves run vectorised over the leading axis, which
+    for small s is much faster than a batched LAPACK solve per round.
+    """
+    b = (Z @ delta[:, :, None])[:, :, 0]
+    s = b.shape[1]
+    y = np.empty_like(b)
+    for i in range(s):  # L y = b
+        y[:, i] = (b[:, i] - np.sum(L[:, i, :i] * y[:, :i], axis=1)) / L[:, i, i]
+    a = np.empty_like(b)
+    for i in reversed(range(s)):  # L^T a = y
+        a[:, i] = (y[:, i] - np.sum(L[:, i + 1 :, i] * a[:, i + 1 :], axis=1)) / L[:, i, i]
+    return (np.swapaxes(Z, -1, -2) @ a[:, :, None])[:, :, 0]
+
+
 def projector(X: np.ndarray) -> np.ndarray:
     """Orthogonal projector P = X (X^T X)^{-1} X^T onto the column span of X (..., d, s)."""
     Xt = np.swapaxes(X, -1, -2)
@@ -46,3 +69,13 @@ def squared_distances(w: np.ndarray, W: np.ndarray) -> np.ndarray:
     """
     diff = w[..., None, :] - W
     return np.sum(diff * diff, axis=-1)
+
+
+def squared_distances_fast(w: np.ndarray, W: np.ndarray, W_sq: np.ndarray) -> np.ndarray:
+    """`squared_distances` for w (R, d) as ``||w||^2 - 2 w.w_n + ||w_n||^2`` (W_sq: (N,) norms).
+
+    Per-replicate products (a stacked matmul), so a replicate's numbers do not
+    depend on the batch it is in.
+    """
+    cross = (w[:, None, :] @ W.T)[:, 0]
+    return np.sum(w * w, axis=1)[:, None] - 2.0 * cross + W_sq

@@ -21,7 +21,7 @@ def gate_input(X: np.ndarray) -> np.ndarray:
 
 def gate_values(theta: np.ndarray, xbar: np.ndarray) -> np.ndarray:
     """``h_m(X_t) = theta^(m)T xbar_t`` for every expert (Eq. (1)). Returns (..., M)."""
-    return np.sum(theta * xbar[..., None, :], axis=-1)
+    return (theta @ xbar[..., :, None])[..., 0]
 
 
 def route(h: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -76,9 +76,13 @@ def load_balance_grad(pi: np.ndarray, frequency: np.ndarray, alpha: float, t: in
     return alpha * M / t * pi * (frequency - mean_frequency)
 
 
-def gate_step(theta: np.ndarray, coefficients: np.ndarray, xbar: np.ndarray, eta: float) -> np.ndarray:
-    """Gradient step ``theta^(m) <- theta^(m) - eta c_m xbar`` on ``L_tr = L_loc + L_aux`` (Eq. (8)-(9))."""
-    return theta - eta * coefficients[..., None] * xbar[..., None, :]
+def gate_step(theta: np.ndarray, coefficients: np.ndarray, xbar: np.ndarray, eta: float, out=None) -> np.ndarray:
+    """Gradient step ``theta^(m) <- theta^(m) - eta c_m xbar`` on ``L_tr = L_loc + L_aux`` (Eq. (8)-(9)).
+
+    ``out=theta`` updates in place.
+    """
+    step = np.multiply((eta * coefficients)[..., None], xbar[..., None, :])
+    return np.subtract(theta, step, out=out)
 
 
 class GapTermination:

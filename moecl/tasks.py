@@ -125,7 +125,8 @@ class Rounds:
     """Random draws for a block of rounds, replicate axis first.
 
     tasks (R, c): ground-truth index n_t. signal_pos (R, c): column of X_t holding
-    beta * v_{n_t}. noise (R, c, d, s): standard normal columns. route_uniform
+    beta * v_{n_t}. noise (R, c, s, d): standard normal samples, one row per column
+    of X_t (stored sample-major, so a sample's d coordinates are contiguous). route_uniform
     (R, c, M): Unif[0, 1) draws, scaled by lambda_ into the routing noise of Eq. (2).
     """
 
@@ -144,7 +145,7 @@ def draw_rounds(config: Config, rngs: list, rounds: int) -> Rounds:
     R, d, s, M = len(rngs), config.d, config.s, config.M
     tasks = np.empty((R, rounds), dtype=np.int64)
     signal_pos = np.empty((R, rounds), dtype=np.int64)
-    noise = np.empty((R, rounds, d, s))
+    noise = np.empty((R, rounds, s, d))
     route_uniform = np.empty((R, rounds, M))
     for k, rng in enumerate(rngs):
         tasks[k] = rng.integers(0, config.N, size=rounds)
@@ -166,10 +167,19 @@ def feature_matrices(config: Config, V: np.ndarray, tasks, signal_pos, noise) ->
     Definition 1: column ``signal_pos`` is ``beta * v_{n_t}``, the others are
     ``sigma_t`` times the standard normal draws. Isotropic: every column is
     ``sigma_t`` times its draw (the signal position is drawn but unused).
+    The result is a transposed view of the C-contiguous samples array (..., s, d).
     """
-    X = config.sigma_t * noise
+    return np.swapaxes(samples(config, V, tasks, signal_pos, noise), -1, -2)
+
+
+def samples(config: Config, V: np.ndarray, tasks, signal_pos, noise, out=None) -> np.ndarray:
+    """The samples of X_t as rows, ``X_t^T`` (..., s, d); see `feature_matrices`.
+
+    ``out`` may be ``noise`` itself to build the samples in place.
+    """
+    Z = np.multiply(noise, config.sigma_t, out=out)
     if config.features == "definition1":
         tasks = np.asarray(tasks)
         lead = np.indices(tasks.shape, sparse=True)
-        X[(*lead, slice(None), np.asarray(signal_pos))] = config.beta * V[tasks]
-    return X
+        Z[(*lead, np.asarray(signal_pos))] = config.beta * V[tasks]
+    return Z
