@@ -1,0 +1,57 @@
+"""Summaries of simulated runs: Monte Carlo means with standard errors, routing purity.
+
+The per-round metrics of the paper (forgetting F_t, generalization error G_t, load
+f_t^(m)) are computed by the engine (`moecl.algorithm`); this module summarises them
+across replicates.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+#: Two-sided 95% normal quantile, for confidence bands of Monte Carlo means.
+Z95 = 1.959963984540054
+
+
+def mean_se(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over replicates and its standard error, ignoring NaN.
+
+    Points with no finite value (F_1, which is undefined) give NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.shape[axis] < 2:
+        raise ValueError(f"a standard error needs at least two replicates, got {values.shape[axis]}")
+    count = np.sum(~np.isnan(values), axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points
+        mean = np.nanmean(values, axis=axis)
+        se = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(count)
+    return mean, se
+
+
+def z_score(estimate: float, se: float, expected: float) -> float:
+    """(estimate - expected) / se: how many standard errors a Monte Carlo mean is off."""
+    if not se > 0:
+        raise ValueError(f"se={se!r} must be positive")
+    return float((estimate - expected) / se)
+
+
+def routing_purity(result, window: int) -> tuple[float, float]:
+    """Share of the last ``window`` rounds routed to an expert of the task's own expert set.
+
+    The expert set M_n of truth n is the set of experts whose final model is closest
+    to w_n (`SimulationResult.closest_truth` at the last round). Returns (purity,
+    random): the observed share and the share that uniformly random routing would
+    reach over the same rounds, ``mean_t |M_{n_t}| / M``.
+    """
+    T, M = result.config.T, result.config.M
+    if not 1 <= window <= T:
+        raise ValueError(f"window={window!r} must be between 1 and T={T}")
+    sets = result.closest_truth[:, -1]  # (R, M): truth each expert serves
+    tasks = result.tasks[:, -window:]
+    chosen = result.experts[:, -window:]
+    own = np.take_along_axis(sets, chosen, axis=1) == tasks
+    set_sizes = np.sum(sets[:, None, :] == tasks[:, :, None], axis=-1)
+    return float(own.mean()), float(np.mean(set_sizes / M))
