@@ -38,20 +38,30 @@ def z_score(estimate: float, se: float, expected: float) -> float:
     return float((estimate - expected) / se)
 
 
-def routing_purity(result, window: int) -> tuple[float, float]:
-    """Share of the last ``window`` rounds routed to an expert of the task's own expert set.
+def routing_purity(result, window: int, end: int | None = None, per_replicate: bool = False):
+    """Share of the rounds ``end - window + 1 .. end`` routed to an expert of the task's own expert set.
 
-    The expert set M_n of truth n is the set of experts whose final model is closest
-    to w_n (`SimulationResult.closest_truth` at the last round). Returns (purity,
-    random): the observed share and the share that uniformly random routing would
-    reach over the same rounds, ``mean_t |M_{n_t}| / M``.
+    The expert set M_n of truth n is the set of experts whose model is closest to
+    w_n at round ``end`` (`SimulationResult.closest_truth`; default ``end = T``).
+    Returns (purity, random): the observed share and the share that uniformly
+    random routing would reach over the same rounds, ``mean_t |M_{n_t}| / M``;
+    as floats averaged over replicates, or as (R,) arrays with ``per_replicate``.
+    Compare windows of equal length only: short windows inflate purity, because
+    the sets are read off at the window's end.
     """
     T, M = result.config.T, result.config.M
-    if not 1 <= window <= T:
-        raise ValueError(f"window={window!r} must be between 1 and T={T}")
-    sets = result.closest_truth[:, -1]  # (R, M): truth each expert serves
-    tasks = result.tasks[:, -window:]
-    chosen = result.experts[:, -window:]
+    end = T if end is None else end
+    if not 1 <= end <= T:
+        raise ValueError(f"end={end!r} must be between 1 and T={T}")
+    if not 1 <= window <= end:
+        raise ValueError(f"window={window!r} must be between 1 and end={end}")
+    rounds = slice(end - window, end)
+    sets = result.closest_truth[:, end - 1]  # (R, M): truth each expert serves
+    tasks = result.tasks[:, rounds]
+    chosen = result.experts[:, rounds]
     own = np.take_along_axis(sets, chosen, axis=1) == tasks
     set_sizes = np.sum(sets[:, None, :] == tasks[:, :, None], axis=-1)
-    return float(own.mean()), float(np.mean(set_sizes / M))
+    purity, random = own.mean(axis=1), np.mean(set_sizes / M, axis=1)
+    if per_replicate:
+        return purity, random
+    return float(purity.mean()), float(random.mean())
