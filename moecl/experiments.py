@@ -1,0 +1,328 @@
+"""Named experiments of the synthetic study (THEORY.md section 6), ready to run and save.
+
+Each experiment is a function ``(scale, seed, replicates=None, progress=False,
+rounds=None) -> (header, arrays)`` built on `moecl.simulate`; `EXPERIMENTS` maps
+names to them and `run_experiment` calls one by name. ``header`` is the JSON header
+of a results file (`moecl.results`) and ``arrays`` its arrays, so::
+
+    header, arrays = moecl.experiments.run_experiment("termination", scale="ci", seed=0)
+    moecl.results.save_results("termination.npz", header, arrays)
+
+is what ``python -m moecl run termination`` does.
+
+Scales (`SCALES`): ``"ci"`` runs in seconds (R = 40 replicates, T = 300 rounds),
+``"paper"`` is the full size (R = 500, T = 2000). ``replicates`` and ``rounds``
+override the preset (``rounds`` exists for quick tests).
+
+Every setting of one experiment is simulated with the same seed, hence the same
+pool of ground truths and the same per-replicate random streams (common random
+numbers), so differences between settings are not noise between pools.
+
+Array names are ``<label>/<quantity>[/<statistic>]`` where ``label`` names a setting
+(``M8``: M = 8 with early termination, ``M8-noterm``: without) and per-round
+quantities are summarised over replicates by `moecl.results.summarise` (``mean``,
+``se``, ``p2.5``, ``p50``, ``p97.5``). The header's ``arrays`` field describes
+every array, ``labels`` lists the settings in order and ``configs`` gives each
+setting's full `Config`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .algorithm import SimulationResult, simulate
+from .config import Config
+from .metrics import routing_purity
+from .results import STATISTICS, make_header, summarise
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A size preset: replicates R and rounds T."""
+
+    replicates: int
+    rounds: int
+
+
+#: Size presets. ``ci``: seconds on a laptop; ``paper``: the full-size runs of the book.
+SCALES = {"ci": Scale(replicates=40, rounds=300), "paper": Scale(replicates=500, rounds=2000)}
+
+#: Number of equal windows over which routing purity is measured along the rounds.
+PURITY_WINDOWS = 10
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: its name, a one-line description and the function."""
+
+    name: str
+    description: str
+    function: Callable
+
+
+#: The registry: experiment name -> `Experiment`, in the order they were defined.
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, description: str):
+    """Decorator registering an experiment function under ``name``."""
+
+    def register(function):
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is registered twice")
+        EXPERIMENTS[name] = Experiment(name, description, function)
+        return function
+
+    return register
+
+
+def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None, progress: bool = False, rounds=None):
+    """Run the registered experiment ``name``; returns ``(header, arrays)``."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name].function(scale, seed, replicates=replicates, progress=progress, rounds=rounds)
+
+
+def resolve_scale(scale: str, replicates=None, rounds=None) -> tuple[int, int]:
+    """(R, T) of a preset, with optional overrides; checks them."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    preset = SCALES[scale]
+    R = preset.replicates if replicates is None else replicates
+    T = preset.rounds if rounds is None else rounds
+    if isinstance(R, bool) or not isinstance(R, (int, np.integer)) or R < 2:
+        raise ValueError(f"replicates={R!r} must be an integer of at least 2 (standard errors need two)")
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
+        raise ValueError(f"rounds={T!r} must be an integer of at least 2")
+    return int(R), int(T)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    return int(seed)
+
+
+# --------------------------------------------------------------------------------------
+# Shared building blocks
+
+
+class _Run:
+    """Collects the simulated settings of one experiment into a header and arrays."""
+
+    def __init__(self, name: str, scale: str, seed: int, replicates, rounds, progress: bool):
+        self.name = name
+        self.scale = scale
+        self.seed = _check_seed(seed)
+        self.R, self.T = resolve_scale(scale, replicates, rounds)
+        self.progress = progress
+        self.started = time.perf_counter()
+        self.configs: dict[str, Config] = {}
+        self.wall_times: dict[str, float] = {}
+        self.arrays: dict[str, np.ndarray] = {"rounds": np.arange(1, self.T + 1)}
+        self.docs: dict[str, str] = {"rounds": "round numbers t = 1..T"}
+        self.planned = 0
+
+    def base(self, **fields) -> Config:
+        return Config(T=self.T, **fields)
+
+    def simulate(self, label: str, config: Config, what: str) -> SimulationResult:
+        """Simulate one setting (announcing it when progress is on)."""
+        self.configs[label] = config
+        if self.progress:
+            print(f"[{len(self.configs)}/{self.planned}] {label}: {what}", file=sys.stderr, flush=True)
+        result = simulate(config, replicates=self.R, seed=self.seed, progress=self.progress)
+        self.wall_times[label] = round(result.wall_time, 3)
+        return result
+
+    def add(self, key: str, value, doc: str) -> None:
+        self.arrays[key] = np.asarray(value)
+        self.docs[key] = doc
+
+    def add_summary(self, key: str, values, doc: str) -> None:
+        """Store `summarise` of ``values`` (R, ...) under ``key/<statistic>``."""
+        for name, value in summarise(values, prefix=key).items():
+            self.arrays[name] = value
+        self.docs[f"{key}/{{{','.join(STATISTICS)}}}"] = doc + " (summary over replicates)"
+
+    def add_curves(self, label: str, result: SimulationResult) -> None:
+        """F_t, G_t summaries, T1 and the termination rounds of one setting."""
+        self.add_summary(f"{label}/forgetting", result.forgetting, "forgetting F_t per round (NaN at t = 1)")
+        self.add_summary(f"{label}/generalization", result.generalization, "generalization error G_t per round")
+        self.add(f"{label}/T1", result.config.T1, "length T1 of the exploration phase")
+        stops = result.termination_round
+        stopped = stops[stops >= 0]
+        self.add(f"{label}/termination_round", stops, "round T2 at which the gate stopped, per replicate (-1: never)")
+        self.add(
+            f"{label}/termination_round_median",
+            float(np.median(stopped)) if stopped.size else np.nan,
+            "median termination round over the replicates that terminated (NaN: none did)",
+        )
+        self.add(f"{label}/terminated_share", float(stopped.size / stops.size), "share of replicates whose gate terminated")
+
+    def add_final_purity(self, label: str, result: SimulationResult) -> None:
+        """Routing purity over the last window of rounds, per replicate, vs random routing."""
+        window = max(1, self.T // PURITY_WINDOWS)
+        purity, random = routing_purity(result, window, per_replicate=True)
+        self.add_summary(f"{label}/purity_final", purity, f"routing purity over the last {window} rounds")
+        self.add_summary(
+            f"{label}/purity_final_random", random, f"purity of random routing over the last {window} rounds"
+        )
+
+    def add_purity_windows(self, label: str, result: SimulationResult) -> None:
+        """Routing purity over successive equal windows of rounds, vs random routing.
+
+        K = `PURITY_WINDOWS` windows of L = T // K rounds each (L = 1 and K = T when
+        T < K), the last one ending at round T; the expert sets are those of each
+        window's last round.
+        """
+        window = max(1, self.T // PURITY_WINDOWS)
+        count = min(PURITY_WINDOWS, self.T // window)
+        ends = self.T - window * np.arange(count - 1, -1, -1)
+        purity = np.empty((self.R, ends.size))
+        random = np.empty((self.R, ends.size))
+        for j, end in enumerate(ends):
+            purity[:, j], random[:, j] = routing_purity(result, window, end=int(end), per_replicate=True)
+        self.add("purity_window_end", ends, f"last round of each purity window (windows of {window} rounds)")
+        self.add_summary(f"{label}/purity", purity, "routing purity per window (share routed to the task's expert set)")
+        self.add_summary(f"{label}/purity_random", random, "purity that uniformly random routing reaches per window")
+
+    def finish(self, description: str) -> tuple[dict, dict]:
+        header = make_header(
+            self.name,
+            self.scale,
+            self.seed,
+            self.R,
+            time.perf_counter() - self.started,
+            description=description,
+            rounds=self.T,
+            labels=list(self.configs),
+            configs={label: config.as_dict() for label, config in self.configs.items()},
+            simulation_wall_times=self.wall_times,
+            arrays=self.docs,
+        )
+        return header, self.arrays
+
+
+def _label(M: int, termination: str) -> str:
+    return f"M{M}" if termination == "gap" else f"M{M}-noterm"
+
+
+# --------------------------------------------------------------------------------------
+# The experiments
+
+_FORGETTING = (
+    "F_t and G_t over rounds for M = 1 and M in {N/2, N, 2N, 4N} with early termination, "
+    "and M = 2N without it"
+)
+
+
+@experiment("forgetting-vs-experts", _FORGETTING)
+def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+    """Forgetting and generalization error against the number of experts (THEORY.md section 6).
+
+    Settings: ``M1``, ``M{N/2}``, ``M{N}``, ``M{2N}``, ``M{4N}`` with the ``gap``
+    termination rule and ``M{2N}-noterm`` without termination (N = 4: M1, M2, M4, M8,
+    M16, M8-noterm). Arrays per label: ``forgetting/*`` and ``generalization/*`` (T,)
+    summaries, ``T1``, ``termination_round`` (R,), ``termination_round_median``,
+    ``terminated_share``.
+    """
+    run = _Run("forgetting-vs-experts", scale, seed, replicates, rounds, progress)
+    base = run.base()
+    N = base.N
+    counts = list(dict.fromkeys([1, max(1, N // 2), N, 2 * N, 4 * N]))
+    settings = [(M, "gap") for M in counts] + [(2 * N, "none")]
+    run.planned = len(settings)
+    for M, termination in settings:
+        label = _label(M, termination)
+        config = base.replace(M=M, termination=termination)
+        result = run.simulate(label, config, f"M={M}, termination={termination}")
+        run.add_curves(label, result)
+    return run.finish(_FORGETTING)
+
+
+_TERMINATION = "M = 8 with and without early termination: F_t, G_t, expert load and routing purity"
+
+
+@experiment("termination", _TERMINATION)
+def termination(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+    """Early termination on and off for M = 8 (Propositions 2 and 3).
+
+    Settings ``M8`` (gap rule) and ``M8-noterm``. Arrays per label: the curves of
+    ``forgetting-vs-experts``; ``load/*`` (T, M) summaries of the load f_t^(m)
+    (`SimulationResult.load`); ``purity/*`` and ``purity_random/*`` (K,) over K =
+    `PURITY_WINDOWS` equal windows ending at ``purity_window_end``; ``purity_final/*``
+    and ``purity_final_random/*`` over the last window.
+    """
+    run = _Run("termination", scale, seed, replicates, rounds, progress)
+    base = run.base(M=8)
+    run.planned = 2
+    for termination_rule in ("gap", "none"):
+        label = _label(base.M, termination_rule)
+        config = base.replace(termination=termination_rule)
+        result = run.simulate(label, config, f"M={config.M}, termination={termination_rule}")
+        run.add_curves(label, result)
+        run.add_summary(f"{label}/load", result.load(), "load f_t^(m): share of rounds 1..t routed to expert m, (T, M)")
+        run.add_purity_windows(label, result)
+        run.add_final_purity(label, result)
+    return run.finish(_TERMINATION)
+
+
+_SPECIALISATION = "M = 8 with termination: the ground truth each expert's model is closest to, over rounds"
+
+
+@experiment("specialisation", _SPECIALISATION)
+def specialisation(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+    """Which ground truth each expert specialises in (Proposition 1).
+
+    Setting ``M8`` (gap rule). Arrays: ``M8/closest_truth`` (T, M), the truth
+    closest to each expert after every round in replicate 0; ``M8/covers_all`` (T,),
+    the share of replicates whose experts are, between them, closest to every truth;
+    ``M8/covers_all_final`` the same at t = T; ``M8/experts_per_truth/*`` (N,)
+    summaries of the final number of experts closest to each truth; plus the curves of
+    ``forgetting-vs-experts``.
+    """
+    run = _Run("specialisation", scale, seed, replicates, rounds, progress)
+    config = run.base(M=8)
+    run.planned = 1
+    label = _label(config.M, config.termination)
+    result = run.simulate(label, config, f"M={config.M}, termination={config.termination}")
+    run.add_curves(label, result)
+    closest = result.closest_truth  # (R, T, M)
+    truths = np.arange(config.N)
+    per_truth = np.sum(closest[..., None] == truths, axis=2)  # (R, T, N)
+    covers = np.all(per_truth > 0, axis=-1)  # (R, T)
+    run.add(f"{label}/closest_truth", closest[0], "truth closest to each expert's model after every round, replicate 0, (T, M)")
+    run.add(f"{label}/covers_all", covers.mean(axis=0), "share of replicates whose experts cover every truth, per round")
+    run.add(f"{label}/covers_all_final", float(covers[:, -1].mean()), "share of replicates whose experts cover every truth at t = T")
+    run.add_summary(f"{label}/experts_per_truth", per_truth[:, -1], "number of experts closest to each truth at t = T, (N,)")
+    return run.finish(_SPECIALISATION)
+
+
+_BLIND = "outside the regime (v_norm = 1, sigma_t = 1): the gate cannot see the task, M = 1 vs M = 8"
+
+
+@experiment("blind-gate", _BLIND)
+def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+    """A case outside the regime of THEORY.md section 3a: no benefit from experts.
+
+    Unit-norm feature signals and unit noise (``v_norm=1.0``, ``sigma_t=1.0``) hide
+    the task from the gate. Settings ``M1`` and ``M8`` (gap rule). Arrays per label:
+    the curves of ``forgetting-vs-experts`` and ``purity_final/*``,
+    ``purity_final_random/*`` over the last window of rounds.
+    """
+    run = _Run("blind-gate", scale, seed, replicates, rounds, progress)
+    base = run.base(v_norm=1.0, sigma_t=1.0)
+    run.planned = 2
+    for M in (1, 8):
+        label = _label(M, "gap")
+        config = base.replace(M=M)
+        result = run.simulate(label, config, f"M={M}, v_norm=1, sigma_t=1")
+        run.add_curves(label, result)
+        run.add_final_purity(label, result)
+    return run.finish(_BLIND)

@@ -1,0 +1,110 @@
+"""The command line: listing, running, and one-line errors with exit status 2."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import moecl
+from moecl import cli
+from moecl.experiments import EXPERIMENTS
+from moecl.results import load_results
+
+
+def _error_line(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+def test_list(capsys):
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(EXPERIMENTS)
+    for line, (name, entry) in zip(lines, EXPERIMENTS.items()):
+        assert line.startswith(name + " ") and line.endswith(entry.description)
+
+
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["run", "nope"], ["unknown experiment", "'nope'"]),
+        (["run", "termination", "--scale", "huge"], ["--scale", "'huge'"]),
+        (["run", "termination", "--seed", "-1"], ["--seed", "-1"]),
+        (["run", "termination", "--seed=-7"], ["--seed", "-7"]),
+        (["run", "termination", "--seed", "x"], ["--seed", "'x'"]),
+        (["run", "termination", "--replicates", "1"], ["--replicates", "at least 2"]),
+        (["run", "termination", "--bogus"], ["unrecognized arguments", "--bogus"]),
+        (["run"], ["NAME"]),
+        ([], ["COMMAND"]),
+    ],
+)
+def test_argument_errors(capsys, tmp_path, monkeypatch, argv, names):
+    monkeypatch.chdir(tmp_path)  # the default --out is relative: nothing may appear here
+    assert cli.main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith("moecl")
+    for name in names:
+        assert name in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_value_errors_become_one_line(capsys, tmp_path, monkeypatch):
+    def reject(*args, **kwargs):
+        raise ValueError("M=0 must be\nat least 1")
+
+    monkeypatch.setattr(cli, "run_experiment", reject)
+    assert cli.main(["run", "termination", "--out", str(tmp_path)]) == 2
+    assert _error_line(capsys) == "moecl: error: M=0 must be at least 1"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_writes_the_results_file(capsys, tmp_path):
+    out = tmp_path / "results"
+    argv = ["run", "specialisation", "--seed", "3", "--replicates", "2", "--out", str(out)]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    path = out / "specialisation-ci-seed3.npz"
+    assert captured.out == f"{path}\n"
+    assert "[1/1] M8" in captured.err  # which configuration is running
+    header, arrays = load_results(path)
+    assert (header["experiment"], header["scale"], header["seed"], header["replicates"]) == (
+        "specialisation", "ci", 3, 2)
+    assert header["moecl_version"] == moecl.__version__
+    assert header["configs"]["M8"]["T"] == header["rounds"] == 300
+    assert arrays["M8/closest_truth"].shape == (300, 8)
+    assert [p.name for p in out.iterdir()] == [path.name]
+
+
+def test_no_progress_is_quiet(capsys, tmp_path):
+    argv = ["run", "specialisation", "--replicates", "2", "--out", str(tmp_path), "--no-progress"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out.strip() == cli.result_path(tmp_path, "specialisation", "ci", 0)
+
+
+def test_run_help_documents_every_option(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("NAME", "--scale", "ci", "paper", "--seed", "--replicates", "--out", "--no-progress"):
+        assert option in text
+    for name in EXPERIMENTS:
+        assert name in text
+
+
+def test_python_dash_m_help():
+    root = Path(moecl.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "moecl", "--help"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: moecl" in done.stdout and "run" in done.stdout and "list" in done.stdout
+
+
+def test_result_path():
+    assert cli.result_path("results", "blind-gate", "paper", 12) == os.path.join("results", "blind-gate-paper-seed12.npz")
