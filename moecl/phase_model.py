@@ -1,0 +1,325 @@
+"""The phase model: Algorithm 1 with routing that does not look at the experts.
+
+THEORY.md section 5. The phase model keeps the task stream and the expert update of
+the paper (Eq. (5)) but replaces the learned gate by a fixed routing law in two
+phases, the idealisation behind Proposition 4 and Theorems 1 and 2 of Li et al.
+(ICLR 2025):
+
+* exploration, rounds ``t <= T1``: a task goes to every expert with probability 1/M;
+* specialisation, rounds ``t > T1``: task n goes to expert m with probability
+  ``Q2[n, m]`` (`default_routing` gives the book's choice of balanced expert sets).
+
+At round t the pair (n_t, m_t) therefore has probability
+``q_t[m, n] = (1/N) Q_t[n, m]``, independent of the models. With isotropic Gaussian
+features (every column of X_t is N(0, I)) the projector P_t of Eq. (5) is a uniformly
+random rank-s projector independent of everything else, ``E[P_t] = (s/d) I``, and
+for any fixed u, given (n_t, m_t) = (n', m),
+
+    E||w_t^(m) - u||^2 = r E||w_{t-1}^(m) - u||^2 + (1 - r) ||w_n' - u||^2,  r = 1 - s/d
+
+(the cross term vanishes because (I - P_t) P_t = 0), while the other experts stay
+put. Hence ``a[m, n](t) = E||w_t^(m) - w_n||^2`` obeys the affine recursion
+
+    a(t) = (1 - (1-r) qm(t)) a(t-1) + (1-r) (q_t Delta)[m, n],   a[m, n](0) = ||w_n||^2
+
+with ``qm(t) = sum_n' q_t[m, n']`` and ``Delta[n', n] = ||w_n' - w_n||^2``. For the
+metrics, let ``B[m, n](t) = E[sum_{i<=t} 1{(n_i, m_i) = (n, m)} ||w_t^(m) - w_n||^2]``
+and ``L(t) = E[sum_{i<=t} E_i(w_i^(m_i))]``. Each earlier task (n, m), i < t, has
+probability q_i[m, n] and, given it, the same expected increment at round t, so with
+``C[m, n](t-1) = sum_{i<t} q_i[m, n]``
+
+    B(t) = (1 - (1-r) qm(t)) B(t-1) + (1-r) C(t-1) (q_t Delta) + r q_t a(t-1)
+    L(t) = L(t-1) + r sum_{m,n} q_t[m, n] a[m, n](t-1)
+
+(the last term of B: the task of round t is learned from w_{t-1}, which leaves
+``E||w_t - w_n||^2 = r a(t-1)``). Then ``E[G_t] = sum B(t) / t`` and
+``E[F_t] = (sum B(t) - r sum q_t a(t-1) - L(t-1)) / (t-1)``.
+
+These expectations are exact for the phase model with isotropic Gaussian features
+(`phase_model_expectations`, checked against the Monte Carlo `simulate_phase_model`).
+For Algorithm 1 they are an approximation twice over: its routing depends on the
+models, and under Definition 1 features the span of X_t always contains v_{n_t}, so
+P_t is not a uniformly random projector.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .experts import min_norm_change
+
+#: Tolerance on the row sums of a routing matrix.
+ROW_SUM_TOL = 1e-9
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """``value`` as an int, or ValueError naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={value!r} must be at least {minimum}")
+    return value
+
+
+def check_r(r) -> float:
+    """The contraction factor r = 1 - s/d as a float in the open interval (0, 1)."""
+    if isinstance(r, bool):
+        raise ValueError(f"r={r!r} must be a real number in (0, 1)")
+    try:
+        value = float(r)
+    except (TypeError, ValueError):
+        raise ValueError(f"r={r!r} must be a real number in (0, 1)") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"r={r!r} must lie strictly between 0 and 1 (r = 1 - s/d)")
+    return value
+
+
+def check_pool_matrix(W) -> np.ndarray:
+    """Ground truths W as a finite float (N, d) array."""
+    W = np.asarray(getattr(W, "W", W), dtype=float)
+    if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
+        raise ValueError(f"W has shape {W.shape}, expected (N, d) with N, d >= 1")
+    if not np.all(np.isfinite(W)):
+        raise ValueError("W contains non-finite values")
+    return W
+
+
+def check_phases(T, T1) -> tuple[int, int]:
+    """(T, T1) as ints with T >= 1 and 0 <= T1 <= T."""
+    T = check_int("T", T, minimum=1)
+    T1 = check_int("T1", T1, minimum=0)
+    if T1 > T:
+        raise ValueError(f"T1={T1} exceeds T={T}")
+    return T, T1
+
+
+def check_routing(Q2, N: int, M: int) -> np.ndarray:
+    """A phase-2 routing matrix Q2[n, m] = P(expert m | task n): shape (N, M), rows sum to 1."""
+    Q2 = np.asarray(Q2, dtype=float)
+    if Q2.shape != (N, M):
+        raise ValueError(f"Q2 has shape {Q2.shape}, expected (N, M) = ({N}, {M})")
+    if not np.all(np.isfinite(Q2)):
+        raise ValueError("Q2 contains non-finite values")
+    if np.any(Q2 < 0):
+        n, m = np.argwhere(Q2 < 0)[0]
+        raise ValueError(f"Q2[{n}, {m}]={float(Q2[n, m])!r} is negative: Q2 holds probabilities")
+    sums = Q2.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
+    if bad.size:
+        n = int(bad[0])
+        raise ValueError(f"Q2 row {n} sums to {float(sums[n])!r}, not 1: Q2[n, m] = P(expert m | task n)")
+    return Q2
+
+
+def squared_gaps(W: np.ndarray) -> np.ndarray:
+    """Delta[n', n] = ||w_n' - w_n||^2 (N, N), from the differences (no cancellation for close truths)."""
+    diff = W[:, None, :] - W[None, :, :]
+    return np.sum(diff * diff, axis=-1)
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def default_routing(N: int, M: int, K: int | None = None) -> np.ndarray:
+    """The book's phase-2 routing Q2 (N, M), Q2[n, m] = P(expert m | task n) (book choice).
+
+    The routing is built on *units*: the N ground truths themselves (``K=None``) or
+    the K clusters of `moecl.tasks.cluster_of` (truth n in cluster ``n mod K``).
+    With ``U`` units:
+
+    * ``M >= U``: expert m serves unit ``m mod U``; a task goes uniformly to the
+      experts serving its unit (the expert sets M_n of Proposition 1 / Theorem 1);
+    * ``M < U``: expert m serves the units u with ``u mod M == m``, each unit one
+      expert (the clusters of Theorem 2); with ``K=None`` expert m serves the truths
+      n with ``n mod M == m``, so ``Q2[n, n mod M] = 1``.
+
+    Every unit is served, so every row sums to 1. The load is balanced (each expert
+    receives a task with probability 1/M) when U divides M (or M divides U) and the
+    units have equal sizes; `balanced_groups` checks this.
+    """
+    N = check_int("N", N, minimum=1)
+    M = check_int("M", M, minimum=1)
+    if K is not None:
+        K = check_int("K", K, minimum=1)
+        if K > N:
+            raise ValueError(f"K={K} clusters cannot exceed N={N} ground truths")
+    units = N if K is None else K
+    unit_of_truth = np.arange(N) % units
+    Q2 = np.zeros((N, M))
+    for n in range(N):
+        u = unit_of_truth[n]
+        serving = np.flatnonzero(np.arange(M) % units == u) if M >= units else [u % M]
+        Q2[n, serving] = 1.0 / len(serving)
+    return Q2
+
+
+def balanced_groups(Q2) -> np.ndarray:
+    """Group label of each truth when Q2 is block-balanced; ValueError otherwise.
+
+    Block-balanced means: the truths split into groups g and the experts into
+    disjoint sets E_g; a task of group g goes uniformly to the experts of E_g; and
+    every expert carries the same load, ``|g| / |E_g| = N / M``. Then each expert
+    receives a task with probability 1/M in phase 2 as in phase 1, which is what the
+    closed forms of `moecl.theory` need (the paper's balanced expert sets,
+    Proposition 3).
+    """
+    Q2 = np.asarray(Q2, dtype=float)
+    N, M = Q2.shape
+    supports = [tuple(int(m) for m in np.flatnonzero(Q2[n] > 0)) for n in range(N)]
+    labels = {}
+    groups = np.empty(N, dtype=np.int64)
+    for n, support in enumerate(supports):
+        if not np.allclose(Q2[n, list(support)], 1.0 / len(support), rtol=0, atol=1e-12):
+            raise ValueError(f"Q2 row {n} is not uniform over its experts {list(support)}")
+        groups[n] = labels.setdefault(support, len(labels))
+    used = [m for support in labels for m in support]
+    if len(used) != len(set(used)):
+        raise ValueError("Q2 is not block-structured: two groups of truths share an expert")
+    for support, g in labels.items():
+        size = int(np.sum(groups == g))
+        if size * M != len(support) * N:
+            raise ValueError(
+                f"Q2 is not balanced: experts {list(support)} serve {size} of N={N} truths, "
+                f"a load of {size}/{len(support)} per expert instead of N/M = {N}/{M}"
+            )
+    return groups
+
+
+def routing_matrices(Q2) -> tuple[np.ndarray, np.ndarray]:
+    """q1, q2 (M, N): the joint law q[m, n] of (m_t, n_t) in exploration and in specialisation."""
+    Q2 = np.asarray(Q2, dtype=float)
+    N, M = Q2.shape
+    return np.full((M, N), 1.0 / (N * M)), Q2.T / N
+
+
+# --------------------------------------------------------------------------- exact expectations
+
+
+def phase_model_expectations(W, r, M, T, T1, Q2=None) -> dict:
+    """Exact E[G_t] and E[F_t], t = 1..T, of the phase model (module docstring).
+
+    W: ground truths (N, d) (or a `moecl.Pool`); r = 1 - s/d in (0, 1); M experts;
+    T rounds; exploration for the first T1 rounds (uniform routing), then routing by
+    Q2 (N, M) (``None``: `default_routing(N, M)`). Works for any pool and any routing
+    matrix, in O(T M N^2).
+
+    Returns ``{"generalization": (T,), "forgetting": (T,)}``; forgetting is NaN at
+    t = 1 (no earlier task). Exact for isotropic Gaussian features; only an
+    approximation for Algorithm 1 (model-dependent routing, Definition 1 features).
+    """
+    W = check_pool_matrix(W)
+    r = check_r(r)
+    M = check_int("M", M, minimum=1)
+    T, T1 = check_phases(T, T1)
+    N = W.shape[0]
+    Q2 = default_routing(N, M) if Q2 is None else check_routing(Q2, N, M)
+    q1, q2 = routing_matrices(Q2)
+
+    norms = np.sum(W * W, axis=1)
+    Delta = squared_gaps(W)
+    # per phase: q, (q Delta)[m, n] and the retention factor 1 - (1 - r) qm
+    phases = [(q, q @ Delta, (1.0 - (1.0 - r) * q.sum(axis=1))[:, None]) for q in (q1, q2)]
+
+    a = np.broadcast_to(norms, (M, N)).copy()
+    B = np.zeros((M, N))
+    C = np.zeros((M, N))
+    L = 0.0
+    G = np.empty(T)
+    F = np.full(T, np.nan)
+    for t in range(1, T + 1):
+        q, qDelta, keep = phases[0] if t <= T1 else phases[1]
+        fresh = r * q * a  # E[1{task t = (n, m)} E_t(w_t)]
+        fresh_total = float(fresh.sum())
+        B = keep * B + (1.0 - r) * C * qDelta + fresh
+        a = keep * a + (1.0 - r) * qDelta
+        total = float(B.sum())
+        G[t - 1] = total / t
+        if t > 1:
+            F[t - 1] = (total - fresh_total - L) / (t - 1)
+        L += fresh_total
+        C += q
+    return {"generalization": G, "forgetting": F}
+
+
+# --------------------------------------------------------------------------- Monte Carlo
+
+
+def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) -> dict:
+    """Monte Carlo of the phase model, vectorised over replicates.
+
+    Each replicate: experts start at 0; round t draws n_t uniformly from the N
+    truths, m_t from row n_t of the routing matrix of its phase (uniform for
+    t <= T1, Q2 afterwards; ``None``: `default_routing(N, M)`), and isotropic data
+    X_t (d x s, i.i.d. N(0, 1) entries); expert m_t takes the min-norm step of
+    Eq. (5) towards w_{n_t} (`moecl.experts.min_norm_change`), the others stay put.
+    The routing never looks at the models.
+
+    Returns ``{"generalization": (R, T), "forgetting": (R, T), "tasks": (R, T),
+    "experts": (R, T)}``, forgetting NaN at t = 1, with the metrics of the paper
+    (THEORY.md section 4). Its mean estimates `phase_model_expectations` with
+    ``r = 1 - s/d``.
+    """
+    W = check_pool_matrix(W)
+    N, dim = W.shape
+    d = check_int("d", d, minimum=1)
+    s = check_int("s", s, minimum=1)
+    if d != dim:
+        raise ValueError(f"d={d} does not match W of shape {W.shape}")
+    if s >= d:
+        raise ValueError(f"s={s} must be smaller than d={d}")
+    M = check_int("M", M, minimum=1)
+    T, T1 = check_phases(T, T1)
+    R = check_int("replicates", replicates, minimum=1)
+    Q2 = default_routing(N, M) if Q2 is None else check_routing(Q2, N, M)
+    cdf1 = np.cumsum(np.full((N, M), 1.0 / M), axis=1)
+    cdf2 = np.cumsum(Q2, axis=1)
+    rng = np.random.default_rng(seed)
+
+    everyone = np.arange(R)
+    models = np.zeros((R, M, d))
+    norms = np.sum(W * W, axis=1)
+    errors = np.broadcast_to(norms, (R, M, N)).copy()  # ||w^(m) - w_n||^2
+    learned = np.zeros((R, M, N))
+    error_when_learned = np.zeros(R)
+    out = {
+        "generalization": np.empty((R, T)),
+        "forgetting": np.full((R, T), np.nan),
+        "tasks": np.empty((R, T), dtype=np.int64),
+        "experts": np.empty((R, T), dtype=np.int64),
+    }
+    for t in range(1, T + 1):
+        n = rng.integers(0, N, size=R)
+        cdf = (cdf1 if t <= T1 else cdf2)[n]
+        m = np.minimum(np.sum(rng.random(R)[:, None] >= cdf, axis=1), M - 1)
+        X = rng.standard_normal((R, d, s))
+        selected = models[everyone, m]
+        selected = selected + min_norm_change(selected, X, (np.swapaxes(X, 1, 2) @ W[n][:, :, None])[..., 0])
+        models[everyone, m] = selected
+        diff = selected[:, None, :] - W
+        errors[everyone, m] = np.sum(diff * diff, axis=-1)
+        total_before = np.sum(learned * errors, axis=(1, 2))
+        if t > 1:
+            out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
+        learned[everyone, m, n] += 1
+        current = errors[everyone, m, n]
+        error_when_learned += current
+        out["generalization"][:, t - 1] = (total_before + current) / t
+        out["tasks"][:, t - 1] = n
+        out["experts"][:, t - 1] = m
+    return out
+
+
+__all__ = [
+    "balanced_groups",
+    "default_routing",
+    "phase_model_expectations",
+    "routing_matrices",
+    "simulate_phase_model",
+    "squared_gaps",
+]
