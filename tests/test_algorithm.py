@@ -1,0 +1,140 @@
+"""Algorithm 1 (`moecl.simulate`): equal to the plain oracle, deterministic, batch-invariant."""
+
+import numpy as np
+import pytest
+
+import moecl
+from moecl.reference import simulate_one
+
+ORACLE_CONFIGS = {
+    "single-expert": moecl.Config(M=1, T=80),
+    "M8-gap": moecl.Config(M=8, T=150, sigma0=0.3),  # T1 = 15: terminates within the run
+    "M8-none": moecl.Config(M=8, T=150, sigma0=0.3, termination="none"),
+    "isotropic": moecl.Config(M=3, T=70, features="isotropic", d=10, s=3),
+    "clusters-M<N": moecl.Config(N=6, M=3, K=3, T=90, sigma0=0.5),
+}
+FIELDS = ["tasks", "experts", "forgetting", "generalization", "gate_values", "change_norm", "closest_truth"]
+
+
+@pytest.mark.parametrize("name", ORACLE_CONFIGS)
+def test_engine_equals_oracle(name):
+    """The batched engine and the loop from the definitions agree on every record.
+
+    Up to rounding: the two sum the gate gradients in different orders, and over
+    150 rounds that leaves differences of order 1e-11 in the gate values.
+    """
+    config = ORACLE_CONFIGS[name]
+    result = moecl.simulate(config, replicates=[0, 3], seed=11)
+    for k, replicate in enumerate([0, 3]):
+        oracle = simulate_one(config, seed=11, replicate=replicate)
+        for field in FIELDS:
+            np.testing.assert_allclose(
+                getattr(result, field)[k], oracle[field], rtol=1e-7, atol=1e-9, err_msg=f"{name}: {field}"
+            )
+        assert result.termination_round[k] == oracle["termination_round"]
+        np.testing.assert_allclose(result.final_experts[k], oracle["final_experts"], atol=1e-9)
+        np.testing.assert_allclose(result.final_theta[k], oracle["final_theta"], atol=1e-9)
+
+
+def test_oracle_configs_exercise_termination():
+    """The gap configuration does terminate in the oracle comparison (else that test proves less)."""
+    result = moecl.simulate(ORACLE_CONFIGS["M8-gap"], replicates=[0, 3], seed=11)
+    assert np.all(result.termination_round > ORACLE_CONFIGS["M8-gap"].T1)
+    assert np.all(moecl.simulate(ORACLE_CONFIGS["M8-none"], replicates=2, seed=11).termination_round == -1)
+
+
+def test_shapes_and_first_round():
+    config = moecl.Config(M=4, T=40)
+    result = moecl.simulate(config, replicates=3, seed=0)
+    R, T, M = 3, 40, 4
+    assert result.forgetting.shape == result.generalization.shape == (R, T)
+    assert result.gate_values.shape == result.closest_truth.shape == (R, T, M)
+    assert result.final_experts.shape == result.final_theta.shape == (R, M, config.d)
+    assert np.all(np.isnan(result.forgetting[:, 0])) and np.all(np.isfinite(result.forgetting[:, 1:]))
+    # Round 1: every expert and the gate start at 0, so all gate values are 0 and the
+    # task is fitted exactly on its span: G_1 = ||w_{n_1}||^2 - ||P w_{n_1}||^2 >= 0.
+    assert np.all(result.gate_values[:, 0] == 0)
+    W = result.pool.W
+    assert np.all(result.generalization[:, 0] <= np.sum(W[result.tasks[:, 0]] ** 2, axis=1) + 1e-12)
+    np.testing.assert_array_equal(result.rounds, np.arange(1, T + 1))
+
+
+def test_determinism_and_batch_invariance():
+    config = moecl.Config(M=5, T=70, sigma0=0.3)
+    batch = moecl.simulate(config, replicates=6, seed=4)
+    again = moecl.simulate(config, replicates=6, seed=4)
+    for field in FIELDS + ["termination_round", "final_theta"]:
+        np.testing.assert_array_equal(getattr(batch, field), getattr(again, field))
+    for k in (0, 4):
+        alone = moecl.simulate(config, replicates=[k], seed=4)
+        picked = batch.replicate(k)
+        for field in FIELDS + ["termination_round", "final_experts", "final_theta"]:
+            np.testing.assert_array_equal(getattr(alone, field), getattr(picked, field), err_msg=field)
+    other = moecl.simulate(config, replicates=6, seed=5)
+    assert not np.array_equal(other.tasks, batch.tasks)
+    assert not np.array_equal(batch.tasks[0], batch.tasks[1])
+
+
+def test_given_pool_is_used():
+    config = moecl.Config(N=3, M=3, T=40, d=8, s=3)
+    rng = np.random.default_rng(9)
+    W, V = rng.standard_normal((2, 3, 8))
+    result = moecl.simulate(config, replicates=2, seed=0, pool=(W, V))
+    np.testing.assert_array_equal(result.pool.W, W)
+    drawn = moecl.simulate(config, replicates=2, seed=0)
+    assert not np.allclose(drawn.generalization, result.generalization)
+
+
+def test_load_bookkeeping():
+    config = moecl.Config(M=4, T=60)
+    result = moecl.simulate(config, replicates=3, seed=2)
+    load = result.load()
+    assert load.shape == (3, 60, 4)
+    np.testing.assert_allclose(load.sum(axis=-1), 1.0)
+    for r in range(3):
+        counts = np.bincount(result.experts[r], minlength=4)
+        np.testing.assert_allclose(load[r, -1], counts / 60)
+        np.testing.assert_allclose(load[r, 9], np.bincount(result.experts[r, :10], minlength=4) / 10)
+
+
+def test_single_expert_routes_everything_to_expert_zero():
+    result = moecl.simulate(moecl.Config(M=1, T=50), replicates=2, seed=1)
+    assert np.all(result.experts == 0)
+    assert np.all(result.gate_values == 0)  # one expert: Eq. (3) gives pi = 1, zero gradient
+
+
+def test_termination_freezes_the_gate():
+    """After the termination round T2 the gate no longer moves; without termination it does.
+
+    Rounds are drawn in chunks of `moecl.tasks.CHUNK`, so a run of T = c * CHUNK rounds
+    sees exactly the first rounds of a longer run: its final Theta is Theta after round T.
+    """
+    chunk = moecl.tasks.CHUNK
+    config = moecl.Config(M=8, sigma0=0.3, T=20 * chunk)
+    long = moecl.simulate(config, replicates=4, seed=3)
+    T2 = long.termination_round
+    assert np.all(T2 > config.T1), T2
+    short_T = int(np.ceil(T2.max() / chunk)) * chunk
+    assert short_T < config.T, "choose a longer run: the gate terminates too late for this test"
+    short = moecl.simulate(config.replace(T=short_T), replicates=4, seed=3)
+    np.testing.assert_array_equal(short.final_theta, long.final_theta)
+    np.testing.assert_array_equal(short.termination_round, T2)
+
+    free = config.replace(termination="none")
+    free_long = moecl.simulate(free, replicates=4, seed=3)
+    free_short = moecl.simulate(free.replace(T=short_T), replicates=4, seed=3)
+    assert np.all(free_long.termination_round == -1)
+    moved = np.linalg.norm(free_long.final_theta - free_short.final_theta, axis=(1, 2))
+    assert np.all(moved > 0), moved
+
+
+def test_gate_trains_before_termination():
+    """Before T2 the gate moves away from 0, so gate values differ between experts."""
+    result = moecl.simulate(moecl.Config(M=4, T=100, sigma0=0.3), replicates=2, seed=0)
+    assert np.all(np.ptp(result.gate_values[:, 50], axis=-1) > 0)
+    assert np.all(np.linalg.norm(result.final_theta, axis=(1, 2)) > 0)
+
+
+def test_progress_bar(capsys):
+    moecl.simulate(moecl.Config(M=2, T=40), replicates=2, seed=0, progress=True)
+    assert "rounds" in capsys.readouterr().err

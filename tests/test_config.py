@@ -1,0 +1,93 @@
+"""`moecl.Config`: derived book-choice defaults and clear errors for bad values."""
+
+import math
+
+import numpy as np
+import pytest
+
+import moecl
+from moecl.config import BOOK_CONSTANTS
+
+
+def test_defaults_are_derived_from_sigma0():
+    config = moecl.Config(sigma0=0.04)
+    assert config.eta == pytest.approx(BOOK_CONSTANTS["eta"] * 0.04**0.5)
+    assert config.alpha == pytest.approx(BOOK_CONSTANTS["alpha"] * 0.04**0.5)
+    assert config.lambda_ == pytest.approx(BOOK_CONSTANTS["lambda_"] * 0.04**1.25)
+    assert config.Gamma == pytest.approx(BOOK_CONSTANTS["Gamma"] * 0.04**1.25)
+    assert config.T1 == math.ceil(config.M / config.eta)
+    assert config.v_norm == pytest.approx(math.sqrt(config.d))
+
+
+def test_explicit_values_are_kept_and_replace_rederives():
+    config = moecl.Config(M=4, eta=0.5)
+    assert config.eta == 0.5 and config.T1 == 8
+    more = config.replace(M=6)  # eta given, T1 derived: T1 follows M
+    assert more.eta == 0.5 and more.T1 == 12
+    other = moecl.Config().replace(sigma0=0.25)  # derived fields follow sigma0
+    assert other.eta == pytest.approx(0.5) and other.lambda_ == pytest.approx(0.25**1.25)
+    assert moecl.Config(T1=3).replace(M=2).T1 == 3
+    assert moecl.Config().replace(d=30).v_norm == pytest.approx(math.sqrt(30))
+    assert moecl.Config().as_dict()["T1"] == moecl.Config().T1
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        moecl.Config().M = 3
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"s": 20, "d": 20}, ["s=20", "d=20"]),
+        ({"s": 25}, ["s=25"]),
+        ({"M": 0}, ["M=0"]),
+        ({"N": 0}, ["N=0"]),
+        ({"T": 0}, ["T=0"]),
+        ({"M": 2.5}, ["M=2.5", "integer"]),
+        ({"N": True}, ["N=True"]),
+        ({"lambda_": -0.1}, ["lambda_=-0.1"]),
+        ({"eta": 0.0}, ["eta=0.0"]),
+        ({"eta": -1.0}, ["eta=-1.0"]),
+        ({"alpha": -1.0}, ["alpha=-1.0"]),
+        ({"Gamma": float("nan")}, ["Gamma=nan", "finite"]),
+        ({"sigma0": float("inf")}, ["sigma0=inf", "finite"]),
+        ({"sigma0": 0.0}, ["sigma0=0.0"]),
+        ({"beta": "big"}, ["beta='big'"]),
+        ({"sigma_t": 0}, ["sigma_t=0"]),
+        ({"v_norm": -2.0}, ["v_norm=-2.0"]),
+        ({"T1": -1}, ["T1=-1"]),
+        ({"K": 5}, ["K=5", "N=4"]),
+        ({"K": 0}, ["K=0"]),
+        ({"features": "gaussian"}, ["features='gaussian'"]),
+        ({"termination": "early"}, ["termination='early'"]),
+    ],
+)
+def test_bad_values_name_the_parameter(changes, words):
+    with pytest.raises(ValueError) as error:
+        moecl.Config(**changes)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_numpy_integers_are_accepted():
+    assert moecl.Config(M=np.int64(3)).M == 3
+
+
+def test_simulate_rejects_bad_arguments():
+    config = moecl.Config(T=5)
+    with pytest.raises(ValueError, match="config must be a moecl.Config"):
+        moecl.simulate({"M": 2})
+    with pytest.raises(ValueError, match="seed=-1"):
+        moecl.simulate(config, seed=-1)
+    with pytest.raises(ValueError, match="replicates=0"):
+        moecl.simulate(config, replicates=0)
+    with pytest.raises(ValueError, match="negative"):
+        moecl.simulate(config, replicates=[0, -2])
+    W = np.zeros((config.N, config.d))
+    with pytest.raises(ValueError, match=r"pool.W has shape \(3, 20\)"):
+        moecl.simulate(config, pool=(W[:3], W))
+    with pytest.raises(ValueError, match="pool.V contains non-finite"):
+        moecl.simulate(config, pool=(W, np.full_like(W, np.nan)))
+    with pytest.raises(ValueError, match="pair"):
+        moecl.simulate(config, pool=W)
