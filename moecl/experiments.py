@@ -326,3 +326,38 @@ def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, r
         run.add_curves(label, result)
         run.add_final_purity(label, result)
     return run.finish(_BLIND)
+
+
+_TOO_EARLY = (
+    "sigma0 = 0.5: M = 1, and M = 4 with and without early termination; the gate stops before "
+    "its values have separated"
+)
+
+
+@experiment("too-early", _TOO_EARLY)
+def too_early(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+    """Early termination that comes too early (THEORY.md section 3a).
+
+    With few experts and widely spread ground truths (``M = 4``, ``sigma0 = 0.5``, so
+    T1 = ceil(M / eta) = 6 rounds and the gate constants derived from sigma0 are larger),
+    the gate values have not separated by T1, the termination rule clears every flag
+    within a few rounds and freezes a half-formed routing: the gate that keeps training
+    ends with purer routing. Settings ``M4`` (gap rule) and ``M4-noterm``; ``M1`` (one
+    expert) as the reference. Arrays per label: the curves of ``forgetting-vs-experts``
+    and, for ``M4`` and ``M4-noterm``, ``purity/*``, ``purity_random/*`` over K =
+    `PURITY_WINDOWS` equal windows ending at ``purity_window_end`` and
+    ``purity_final/*``, ``purity_final_random/*`` over the last window.
+    """
+    run = _Run("too-early", scale, seed, replicates, rounds, progress)
+    base = run.base(M=4, sigma0=0.5)
+    settings = [(1, "gap"), (4, "gap"), (4, "none")]
+    run.planned = len(settings)
+    for M, termination_rule in settings:
+        label = _label(M, termination_rule)
+        config = base.replace(M=M, termination=termination_rule)
+        result = run.simulate(label, config, f"M={M}, sigma0=0.5, termination={termination_rule}")
+        run.add_curves(label, result)
+        if M > 1:
+            run.add_purity_windows(label, result)
+            run.add_final_purity(label, result)
+    return run.finish(_TOO_EARLY)

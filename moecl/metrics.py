@@ -65,3 +65,63 @@ def routing_purity(result, window: int, end: int | None = None, per_replicate: b
     if per_replicate:
         return purity, random
     return float(purity.mean()), float(random.mean())
+
+
+# --------------------------------------------------------------------------- deep runs
+
+
+def task_errors(table: np.ndarray, tasks: np.ndarray, experts: np.ndarray) -> np.ndarray:
+    """``E[t, i]``: the error of task i (type n_i, expert m_i) after round t, (T, T).
+
+    ``table`` (T, M, N) holds each expert's error on each task type after each round.
+    """
+    return table[:, np.asarray(experts), np.asarray(tasks)]
+
+
+def forgetting_and_generalization(table: np.ndarray, tasks: np.ndarray, experts: np.ndarray):
+    """The paper's F_t and G_t (Section 4) from a (T, M, N) table of test errors.
+
+    ``F_t = 1/(t-1) sum_{i<t} [E_i(w_t^(m_i)) - E_i(w_i^(m_i))]`` (NaN at t = 1) and
+    ``G_t = 1/t sum_{i<=t} E_i(w_t^(m_i))``, with E_i the test loss of task i's type.
+    """
+    E = task_errors(table, tasks, experts)
+    T = E.shape[0]
+    below = np.tril(np.ones((T, T), dtype=bool))  # i <= t
+    strictly = np.tril(np.ones((T, T), dtype=bool), k=-1)  # i < t
+    rounds = np.arange(1, T + 1)
+    generalization = np.sum(E * below, axis=1) / rounds
+    learned = np.diag(E)
+    forgetting = np.full(T, np.nan)
+    forgetting[1:] = (np.sum((E - learned) * strictly, axis=1) / (rounds - 1).clip(min=1))[1:]
+    return forgetting, generalization
+
+
+def accuracy_matrix(accuracy: np.ndarray, tasks: np.ndarray, experts: np.ndarray) -> np.ndarray:
+    """``R[t, i]``: accuracy on task i after round t (the continual-learning literature's matrix), (T, T).
+
+    Entries with i > t (tasks not seen yet) are NaN.
+    """
+    R = task_errors(accuracy, tasks, experts).astype(float)
+    R[np.triu_indices(R.shape[0], k=1)] = np.nan
+    return R
+
+
+def average_accuracy(R: np.ndarray) -> float:
+    """``A_T = 1/T sum_i R[T, i]``: mean final accuracy over all tasks seen."""
+    return float(np.mean(R[-1]))
+
+
+def backward_transfer(R: np.ndarray) -> float:
+    """``BWT = 1/(T-1) sum_{i<T} (R[T, i] - R[i, i])`` (Lopez-Paz and Ranzato, 2017)."""
+    T = R.shape[0]
+    if T < 2:
+        raise ValueError(f"backward transfer needs at least two tasks, got T={T}")
+    return float(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
+
+
+def accuracy_forgetting(R: np.ndarray) -> float:
+    """``1/(T-1) sum_{i<T} (R[i, i] - R[T, i])``: accuracy just after learning a task minus its final accuracy.
+
+    Averaged over every task but the last; it equals ``-backward_transfer(R)``.
+    """
+    return -backward_transfer(R)

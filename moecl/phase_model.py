@@ -219,32 +219,102 @@ def phase_model_expectations(W, r, M, T, T1, Q2=None) -> dict:
     T, T1 = check_phases(T, T1)
     N = W.shape[0]
     Q2 = default_routing(N, M) if Q2 is None else check_routing(Q2, N, M)
-    q1, q2 = routing_matrices(Q2)
+    out = _expectations(W, r, M, T, T1, Q2[None])
+    return {name: values[0] for name, values in out.items()}
+
+
+def expectations_over_routings(W, r, M, T, T1, Q2s) -> dict:
+    """E[G_t] and E[F_t] of the phase model whose phase-2 routing is itself random.
+
+    Q2s (R, N, M): R routing matrices, each with rows summing to 1. The phase model
+    first draws one of them uniformly (independently of the tasks, the data and the
+    models), then runs as in `phase_model_expectations`. Its expectations are
+    therefore the mean over the R matrices of `phase_model_expectations`, computed
+    here in one vectorised pass. With the per-replicate routing that Algorithm 1
+    actually used after T1 (`measured_routing`) this is "the phase model with the
+    routing Algorithm 1 achieved": what is left between it and Algorithm 1 comes from
+    the routing's dependence on the models and from the feature model.
+
+    Returns ``{"generalization": (T,), "forgetting": (T,)}`` (forgetting NaN at t = 1).
+    """
+    W = check_pool_matrix(W)
+    r = check_r(r)
+    M = check_int("M", M, minimum=1)
+    T, T1 = check_phases(T, T1)
+    N = W.shape[0]
+    Q2s = np.asarray(Q2s, dtype=float)
+    if Q2s.ndim != 3 or Q2s.shape[0] < 1:
+        raise ValueError(f"Q2s has shape {Q2s.shape}, expected (R, N, M) = (R, {N}, {M}) with R >= 1")
+    for Q2 in Q2s:
+        check_routing(Q2, N, M)
+    out = _expectations(W, r, M, T, T1, Q2s)
+    return {name: values.mean(axis=0) for name, values in out.items()}
+
+
+def _expectations(W, r, M, T, T1, Q2s) -> dict:
+    """The recursion of the module docstring for a stack Q2s (R, N, M) of checked routings."""
+    N = W.shape[0]
+    R = Q2s.shape[0]
+    q1 = np.full((1, M, N), 1.0 / (N * M))
+    q2 = np.swapaxes(Q2s, 1, 2) / N  # q[m, n] = Q2[n, m] / N
 
     norms = np.sum(W * W, axis=1)
     Delta = squared_gaps(W)
     # per phase: q, (q Delta)[m, n] and the retention factor 1 - (1 - r) qm
-    phases = [(q, q @ Delta, (1.0 - (1.0 - r) * q.sum(axis=1))[:, None]) for q in (q1, q2)]
+    phases = [(q, q @ Delta, 1.0 - (1.0 - r) * q.sum(axis=2, keepdims=True)) for q in (q1, q2)]
 
-    a = np.broadcast_to(norms, (M, N)).copy()
-    B = np.zeros((M, N))
-    C = np.zeros((M, N))
-    L = 0.0
-    G = np.empty(T)
-    F = np.full(T, np.nan)
+    a = np.broadcast_to(norms, (R, M, N)).copy()
+    B = np.zeros((R, M, N))
+    C = np.zeros((R, M, N))
+    L = np.zeros(R)
+    G = np.empty((R, T))
+    F = np.full((R, T), np.nan)
     for t in range(1, T + 1):
         q, qDelta, keep = phases[0] if t <= T1 else phases[1]
         fresh = r * q * a  # E[1{task t = (n, m)} E_t(w_t)]
-        fresh_total = float(fresh.sum())
+        fresh_total = fresh.sum(axis=(1, 2))
         B = keep * B + (1.0 - r) * C * qDelta + fresh
         a = keep * a + (1.0 - r) * qDelta
-        total = float(B.sum())
-        G[t - 1] = total / t
+        total = B.sum(axis=(1, 2))
+        G[:, t - 1] = total / t
         if t > 1:
-            F[t - 1] = (total - fresh_total - L) / (t - 1)
-        L += fresh_total
-        C += q
+            F[:, t - 1] = (total - fresh_total - L) / (t - 1)
+        L = L + fresh_total
+        C = C + q
     return {"generalization": G, "forgetting": F}
+
+
+def measured_routing(tasks, experts, N, M, start=0, end=None) -> np.ndarray:
+    """The routing matrix each replicate used in rounds ``start + 1 .. end``, (R, N, M).
+
+    tasks, experts (R, T): the ground truth n_t and the expert m_t of every round (as
+    in `moecl.SimulationResult` or `simulate_phase_model`); ``end=None`` means T.
+    Entry [k, n, m] is the share of the tasks of truth n in those rounds of
+    replicate k that went to expert m: the empirical Q2[n, m] = P(expert m | task n)
+    of the phase model. A truth that never occurred in the window gets the uniform
+    row 1/M (it then carries no weight in that replicate's routing anyway).
+    """
+    tasks = np.asarray(tasks)
+    experts = np.asarray(experts)
+    if tasks.ndim != 2 or tasks.shape != experts.shape:
+        raise ValueError(f"tasks {tasks.shape} and experts {experts.shape} must be (R, T) arrays of one shape")
+    N = check_int("N", N, minimum=1)
+    M = check_int("M", M, minimum=1)
+    R, T = tasks.shape
+    end = T if end is None else check_int("end", end, minimum=1)
+    start = check_int("start", start, minimum=0)
+    if not start < end <= T:
+        raise ValueError(f"start={start}, end={end}: need 0 <= start < end <= T={T}")
+    n, m = tasks[:, start:end], experts[:, start:end]
+    if n.min() < 0 or n.max() >= N:
+        raise ValueError(f"tasks hold truth indices outside 0..N-1 = 0..{N - 1}")
+    if m.min() < 0 or m.max() >= M:
+        raise ValueError(f"experts hold expert indices outside 0..M-1 = 0..{M - 1}")
+    counts = np.zeros((R, N, M))
+    np.add.at(counts, (np.arange(R)[:, None], n, m), 1.0)
+    totals = counts.sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / totals, 1.0 / M)
 
 
 # --------------------------------------------------------------------------- Monte Carlo
@@ -318,6 +388,8 @@ def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) ->
 __all__ = [
     "balanced_groups",
     "default_routing",
+    "expectations_over_routings",
+    "measured_routing",
     "phase_model_expectations",
     "routing_matrices",
     "simulate_phase_model",

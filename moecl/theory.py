@@ -58,6 +58,7 @@ from types import SimpleNamespace
 import numpy as np
 import sympy as sp
 
+from .metrics import mean_se
 from .phase_model import (
     balanced_groups,
     check_int,
@@ -341,7 +342,48 @@ def moe_limits() -> dict:
     (0 for M >= N, Theorem 1), and forgetting to the share (1 - r) D_in.
     """
     forms = _compact_forms()["specialisation"]
-    return {name: _limit_in_rounds(expr, SYMBOLS.rho, SYMBOLS.t) for name, expr in forms.items()}
+    return {name: sp.limit(_drop_decaying(expr), SYMBOLS.t, sp.oo) for name, expr in forms.items()}
+
+
+def _drop_decaying(expr):
+    """Drop the terms of a specialisation form that vanish geometrically as t -> oo.
+
+    Every power rho^(t - T1 + c) decays like rho^t (0 < rho < 1), faster than any power
+    of t grows, so for limits and 1/t rates it can be set to 0; what is left is
+    rational in t, where ``sympy.limit`` is quick and safe.
+    """
+    rho, t = SYMBOLS.rho, SYMBOLS.t
+    return expr.replace(lambda e: isinstance(e, sp.Pow) and e.base == rho and e.exp.has(t), lambda e: sp.S.Zero)
+
+
+def moe_rates() -> dict:
+    """How fast the specialisation forms approach their limits: the coefficients of 1/t.
+
+    ``E[G_t] = D_in + c_G / t + o(1/t)`` and ``E[F_t] = (1 - r) D_in + c_F / t + o(1/t)``
+    as t -> oo (Theorems 1 and 2, balanced expert sets), with
+    ``c = lim_{t -> oo} t (E[.]_t - limit)`` computed by sympy ``limit`` (0 < rho < 1)
+    and returned as ``{"generalization": c_G, "forgetting": c_F}`` in r, M, T1, S, D,
+    D_in (rho substituted). For Theorem 1 (D_in = 0) they read
+
+        c_G = T1 D,        c_F = (1 - r) T1 D - r M S / (1 - r):
+
+    the T1 exploration rounds leave their tasks a squared gap D away for good (no
+    later round serves them), so E[G_t] ~ T1 D / t, and since T1 = ceil(M / eta)
+    grows with M, more experts make this tail longer.
+    """
+    return dict(_moe_rates())
+
+
+@functools.lru_cache(maxsize=None)
+def _moe_rates():
+    rho, t = SYMBOLS.rho, SYMBOLS.t
+    forms = _compact_forms()["specialisation"]
+    limits = moe_limits()
+    out = {}
+    for name, expr in forms.items():
+        coefficient = sp.limit(sp.together(t * (_drop_decaying(expr) - limits[name])), t, sp.oo)
+        out[name] = sp.simplify(coefficient.subs(rho, 1 - (1 - SYMBOLS.r) / SYMBOLS.M))
+    return tuple(out.items())
 
 
 # --------------------------------------------------------------------------- numbers
@@ -413,21 +455,94 @@ def curves(W, r, M, T, T1, Q2=None, K=None) -> dict:
     return {"generalization": G, "forgetting": F, **quantities}
 
 
+# --------------------------------------------------------------------------- checks against Monte Carlo
+
+#: Book choice: a closed form passes a Monte Carlo check at a round when the mean is
+#: within Z_MAX standard errors of it. With a few dozen comparisons per chapter, a
+#: correct form fails with probability about 1e-3 at most (normal tails, two-sided).
+Z_MAX = 4.0
+
+METRICS = ("generalization", "forgetting")
+
+
+def z_scores(samples, expected, rounds, names=METRICS) -> list:
+    """Compare Monte Carlo means with expected curves at some rounds.
+
+    samples: per-replicate curves (R, T) by metric name, as a dict or an object with
+    those attributes (a `moecl.SimulationResult`, the dict of `simulate_phase_model`);
+    expected: curves (T,) by name (`curves`, `phase_model_expectations`); rounds: the
+    rounds t (1-based) to compare; NaN points (F_1) are skipped.
+
+    Returns one dict per comparison with keys ``metric, t, mean, se, expected, z``
+    (the Monte Carlo mean minus the expected value, in standard errors), ``relative``
+    (the relative deviation) and ``detectable`` (Z_MAX standard errors relative to the
+    expected value: the smallest relative error the check would catch).
+    """
+    rows = []
+    for name in names:
+        values = samples[name] if isinstance(samples, dict) else getattr(samples, name)
+        values = np.asarray(values, dtype=float)
+        target = np.asarray(expected[name], dtype=float)
+        if values.ndim != 2 or values.shape[1] != target.shape[0]:
+            raise ValueError(f"samples[{name!r}] has shape {values.shape}, expected (R, {target.shape[0]})")
+        mean, se = mean_se(values)
+        for t in rounds:
+            t = check_int("t", t, minimum=1)
+            if t > target.shape[0]:
+                raise ValueError(f"t={t} exceeds the {target.shape[0]} rounds of the curves")
+            if np.isnan(target[t - 1]):
+                continue
+            if not se[t - 1] > 0:
+                raise ValueError(f"{name} at t={t} has no spread over replicates (se={se[t - 1]!r})")
+            z = (mean[t - 1] - target[t - 1]) / se[t - 1]
+            scale = abs(target[t - 1])
+            rows.append(
+                {
+                    "metric": name,
+                    "t": t,
+                    "mean": float(mean[t - 1]),
+                    "se": float(se[t - 1]),
+                    "expected": float(target[t - 1]),
+                    "z": float(z),
+                    "relative": float((mean[t - 1] - target[t - 1]) / scale) if scale > 0 else np.nan,
+                    "detectable": float(Z_MAX * se[t - 1] / scale) if scale > 0 else np.inf,
+                }
+            )
+    return rows
+
+
+def format_z_scores(rows, label: str = "") -> str:
+    """The rows of `z_scores` as a table, one comparison a line."""
+    lines = []
+    for row in rows:
+        lines.append(
+            f"{label:>14} {row['metric'][0].upper()}_{row['t']:<4} mean {row['mean']:+.5f} "
+            f"expected {row['expected']:+.5f}  z = {row['z']:+6.2f}  "
+            f"relative {row['relative']:+7.2%}  detectable {row['detectable']:6.2%}"
+        )
+    return "\n".join(lines)
+
+
 def _positive_int(name, value) -> int:
     return check_int(name, value, minimum=1)
 
 
 __all__ = [
+    "METRICS",
     "SYMBOLS",
+    "Z_MAX",
     "curves",
     "default_routing",
     "derive_balanced_forms",
     "moe_expectations",
     "moe_limits",
+    "moe_rates",
     "phase_model_expectations",
     "pool_quantities",
     "simulate_phase_model",
     "single_expert_forgetting",
     "single_expert_generalization",
     "single_expert_limits",
+    "z_scores",
+    "format_z_scores",
 ]

@@ -170,7 +170,7 @@ def test_data_dir_argument_then_environment_then_default(tmp_path, monkeypatch):
     assert data.resolve_data_dir() == tmp_path / "env"
     monkeypatch.delenv("MOECL_DATA")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data.resolve_data_dir() == tmp_path / "home" / ".moecl" / "data"
+    assert data.resolve_data_dir() == tmp_path / "home" / ".cache" / "moecl"
 
 
 # --------------------------------------------------------------------------- MNIST and the digits fallback

@@ -16,6 +16,7 @@ EXPECTED_LABELS = {
     "termination": ["M8", "M8-noterm"],
     "specialisation": ["M8"],
     "blind-gate": ["M1", "M8"],
+    "too-early": ["M1", "M4", "M4-noterm"],
 }
 
 
@@ -41,13 +42,14 @@ def _expected_shapes(name, header):
     for label in EXPECTED_LABELS[name]:
         shapes.update(_curves(label))
         M, N = configs[label]["M"], configs[label]["N"]
-        if name == "termination":
+        if name == "termination" or (name == "too-early" and M > 1):
             K = len(header_purity_ends(T))
-            shapes.update(_stats(f"{label}/load", (T, M)))
+            if name == "termination":
+                shapes.update(_stats(f"{label}/load", (T, M)))
             shapes.update(_stats(f"{label}/purity", (K,)))
             shapes.update(_stats(f"{label}/purity_random", (K,)))
             shapes["purity_window_end"] = (K,)
-        if name in ("termination", "blind-gate"):
+        if name in ("termination", "blind-gate") or (name == "too-early" and M > 1):
             shapes.update(_stats(f"{label}/purity_final", ()))
             shapes.update(_stats(f"{label}/purity_final_random", ()))
         if name == "specialisation":
@@ -113,6 +115,11 @@ def test_values_are_sane(runs, name):
         np.testing.assert_allclose(arrays["M8/experts_per_truth/mean"].sum(), 8)
     if name == "blind-gate":
         assert header["configs"]["M8"]["v_norm"] == 1.0 and header["configs"]["M8"]["sigma_t"] == 1.0
+    if name == "too-early":
+        configs = header["configs"]
+        assert all(config["sigma0"] == 0.5 for config in configs.values())
+        assert configs["M4"]["T1"] == configs["M4-noterm"]["T1"] == 6  # ceil(4 / sqrt(0.5))
+        assert configs["M4"]["termination"] == "gap" and configs["M4-noterm"]["termination"] == "none"
 
 
 def test_deterministic():
@@ -150,3 +157,40 @@ def test_bad_arguments(kwargs, message):
     arguments = dict(name="specialisation", scale="ci", seed=0, replicates=R, rounds=T) | kwargs
     with pytest.raises(ValueError, match=re.escape(message)):
         run_experiment(**arguments)
+
+
+# --------------------------------------------------------------------------------------
+# The committed paper-scale results in results/ (what book/synthetic.md plots)
+
+RESULTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_LABELS))
+def test_stored_paper_results_match_the_registry(runs, name):
+    """results/<name>-paper-seed0.npz exists and is what the current code would write.
+
+    Same experiment, scale, seed, settings (every `Config` field but T), array names and
+    per-replicate shapes as a fresh run; so changing an experiment or a default without
+    regenerating the stored results (results/README.md) fails here.
+    """
+    from moecl.results import load_results
+
+    path = RESULTS / f"{name}-paper-seed0.npz"
+    if not path.exists():
+        pytest.skip(f"{path} not generated (python -m moecl run {name} --scale paper --out results)")
+    header, arrays = load_results(path)
+    paper = SCALES["paper"]
+    assert (header["experiment"], header["scale"], header["seed"]) == (name, "paper", 0)
+    assert header["description"] == EXPERIMENTS[name].description
+    assert (header["replicates"], header["rounds"]) == (paper.replicates, paper.rounds)
+    fresh_header, fresh_arrays = runs[name]
+    assert header["labels"] == fresh_header["labels"]
+    for label, config in header["configs"].items():
+        fresh = dict(fresh_header["configs"][label], T=paper.rounds)
+        assert config == fresh, f"{path.name}: setting {label} differs from the registry's"
+    assert set(arrays) == set(fresh_arrays)
+    assert arrays["rounds"].shape == (paper.rounds,)
+    for label in header["labels"]:
+        assert arrays[f"{label}/termination_round"].shape == (paper.replicates,)
+    # small: summaries, not per-replicate state
+    assert path.stat().st_size < 2_000_000

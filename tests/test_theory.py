@@ -10,7 +10,14 @@ import sympy as sp
 import moecl
 from moecl import theory
 from moecl.metrics import mean_se, z_score
-from moecl.phase_model import balanced_groups, default_routing, phase_model_expectations, simulate_phase_model
+from moecl.phase_model import (
+    balanced_groups,
+    default_routing,
+    expectations_over_routings,
+    measured_routing,
+    phase_model_expectations,
+    simulate_phase_model,
+)
 from moecl.theory import SYMBOLS as sym
 
 RTOL = 1e-10
@@ -233,6 +240,101 @@ def test_moe_limits():
     # Theorem 1 (M >= N): both tend to 0
     exact = phase_model_expectations(W, r, 12, T, 40)
     assert exact["generalization"][-1] < 0.02 * theory.pool_quantities(W)["D"]
+
+
+def test_moe_rates():
+    """E[G_t] = D_in + c_G / t + o(1/t), E[F_t] = (1 - r) D_in + c_F / t + o(1/t)."""
+    rates = theory.moe_rates()
+    theorem1 = {name: c.subs(sym.D_in, 0) for name, c in rates.items()}
+    assert sp.simplify(theorem1["generalization"] - sym.T1 * sym.D) == 0
+    assert sp.simplify(theorem1["forgetting"] - ((1 - sym.r) * sym.T1 * sym.D - sym.r * sym.M * sym.S / (1 - sym.r))) == 0
+    for N, M, K in ((4, 8, None), (6, 3, None), (8, 4, 2)):
+        W = _pool(20 + M, N, K=K)
+        Q2 = default_routing(N, M, K)
+        q = theory.pool_quantities(W, balanced_groups(Q2))
+        r, T1, T = 0.6, 17, 5000
+        exact = phase_model_expectations(W, r, M, T, T1, Q2)
+        point = {sym.r: r, sym.M: M, sym.T1: T1, sym.S: q["S"], sym.D: q["D"], sym.D_in: q["D_in"]}
+        scale = T1 * q["D"] + M * q["S"]
+        for name, limit in (("generalization", q["D_in"]), ("forgetting", (1 - r) * q["D_in"])):
+            c = float(rates[name].subs(point))
+            observed = T * (exact[name][-1] - limit)
+            # generalization: exact up to rho^(T - T1); forgetting: c / (T - 1) - c / T = O(1 / T^2)
+            assert observed == pytest.approx(c, abs=2 * scale / T), (N, M, name)
+
+
+def test_expectations_over_routings_is_the_mean():
+    rng = np.random.default_rng(30)
+    N, M, T, T1 = 5, 3, 40, 8
+    W = _pool(30, N)
+    Q2s = rng.dirichlet(np.ones(M), size=(4, N))  # unbalanced routings too
+    mixed = expectations_over_routings(W, 0.55, M, T, T1, Q2s)
+    each = [phase_model_expectations(W, 0.55, M, T, T1, Q2) for Q2 in Q2s]
+    for name in ("generalization", "forgetting"):
+        _close(mixed[name], np.mean([e[name] for e in each], axis=0))
+    one = expectations_over_routings(W, 0.55, M, T, T1, Q2s[:1])
+    _close(one["generalization"], each[0]["generalization"])
+    with pytest.raises(ValueError, match=r"Q2s has shape \(5, 3\)"):
+        expectations_over_routings(W, 0.55, M, T, T1, Q2s[0])
+    with pytest.raises(ValueError, match="Q2 row 0 sums to"):
+        expectations_over_routings(W, 0.55, M, T, T1, 2 * Q2s)
+
+
+def test_measured_routing():
+    N, M, T, T1, R = 4, 8, 200, 40, 50
+    W = _pool(31, N, d=10)
+    runs = simulate_phase_model(W, 10, 3, M, T, T1, replicates=R, seed=31)
+    Q2 = default_routing(N, M)
+    measured = measured_routing(runs["tasks"], runs["experts"], N, M, start=T1)
+    assert measured.shape == (R, N, M)
+    np.testing.assert_allclose(measured.sum(axis=2), 1.0)
+    assert np.all(measured[:, Q2 == 0] == 0)  # after T1 the phase model never leaves Q2's support
+    # pooled over replicates each nonzero entry is 1/2; binomial standard error from the counts
+    counts = np.array([[np.sum((runs["tasks"][:, T1:] == n)) for n in range(N)]])
+    pooled = measured.mean(axis=0)
+    se = np.sqrt(0.25 / counts.T) * np.sqrt(1.5)  # per-replicate ratios: allow for their extra spread
+    assert np.all(np.abs(pooled[Q2 > 0] - 0.5) < 5 * np.broadcast_to(se, Q2.shape)[Q2 > 0])
+    early = measured_routing(runs["tasks"], runs["experts"], N, M, end=T1)  # exploration: every expert
+    assert np.all(early.mean(axis=0) > 0)
+    # a truth that never occurs gets the uniform row
+    tasks = np.zeros((1, 5), int)
+    experts = np.array([[0, 1, 1, 1, 0]])
+    out = measured_routing(tasks, experts, 2, 3)
+    np.testing.assert_allclose(out[0], [[0.4, 0.6, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    with pytest.raises(ValueError, match="start=5, end=5"):
+        measured_routing(tasks, experts, 2, 3, start=5)
+    with pytest.raises(ValueError, match="expert indices outside 0..M-1 = 0..0"):
+        measured_routing(tasks, experts, 2, 1)
+    with pytest.raises(ValueError, match="truth indices outside 0..N-1 = 0..0"):
+        measured_routing(tasks + 1, experts, 1, 3)
+    with pytest.raises(ValueError, match="must be \\(R, T\\) arrays"):
+        measured_routing(tasks[0], experts[0], 2, 3)
+
+
+def test_z_scores():
+    rng = np.random.default_rng(40)
+    R, T = 400, 5
+    expected = {"generalization": np.linspace(1, 2, T), "forgetting": np.r_[np.nan, np.linspace(0.5, 0.1, T - 1)]}
+    samples = {name: curve + 0.1 * rng.standard_normal((R, T)) for name, curve in expected.items()}
+    samples["generalization"][:, 3] += 0.05  # 10 standard errors off at t = 4
+    rows = theory.z_scores(samples, expected, rounds=(1, 2, 4))
+    assert [(row["metric"], row["t"]) for row in rows] == [
+        ("generalization", 1), ("generalization", 2), ("generalization", 4), ("forgetting", 2), ("forgetting", 4)
+    ]
+    for row in rows:
+        values = samples[row["metric"]][:, row["t"] - 1]
+        se = values.std(ddof=1) / np.sqrt(R)
+        assert row["z"] == pytest.approx((values.mean() - expected[row["metric"]][row["t"] - 1]) / se)
+        assert row["detectable"] == pytest.approx(theory.Z_MAX * se / abs(row["expected"]))
+    big = [row for row in rows if abs(row["z"]) > theory.Z_MAX]
+    assert [(row["metric"], row["t"]) for row in big] == [("generalization", 4)]
+    assert "G_4" in theory.format_z_scores(rows, "demo")
+    with pytest.raises(ValueError, match="t=6 exceeds"):
+        theory.z_scores(samples, expected, rounds=(6,))
+    with pytest.raises(ValueError, match=r"has shape \(400, 4\)"):
+        theory.z_scores({k: v[:, :4] for k, v in samples.items()}, expected, rounds=(1,))
+    with pytest.raises(ValueError, match="no spread"):
+        theory.z_scores({k: np.ones((3, T)) for k in samples}, expected, rounds=(1,))
 
 
 def test_pool_quantities():
