@@ -31,6 +31,7 @@ import numpy as np
 
 from . import experts, gate
 from .config import Config
+from .progress import progress_bar
 from .tasks import (
     Pool,
     check_pool,
@@ -176,7 +177,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
         "closest_truth": np.empty((R, T, M), dtype=np.int16),
         "termination_round": np.full(R, -1, dtype=np.int64),
     }
-    bar = _progress_bar(T, progress)
+    bar = progress_bar(T, progress)
     # Everything that does not depend on the state is prepared a block of rounds at a
     # time, the next block in a background thread while this one is simulated (numpy
     # releases the GIL there). Each replicate's generator is still used by one thread
@@ -248,8 +249,3 @@ def _prepare_block(config: Config, pool: Pool, rngs: list, length: int):
     factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T
     return draws, Z, xbar_block, factor_block
 
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="rounds", unit="round", disable=not enabled)
