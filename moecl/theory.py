@@ -47,7 +47,14 @@ and ``E[G_t] = Sigma(t) / t``, ``E[F_t] = (Sigma(t) - r A - L(t-1)) / (t - 1)``,
 form (collected by hand; the tests check that both agree exactly and that they
 match the numeric recursion). All of them are fully closed forms (no sums).
 When every group is one truth (M >= N, Theorem 1) D_in = 0; with one group (M = 1)
-D_in = D and the forms reduce to Proposition 4.
+D_in = D and the forms reduce to Proposition 4. `moe_limits` and `moe_rates` give the
+limits t -> oo and the coefficients of 1/t with which they are approached.
+
+Checks against Monte Carlo
+--------------------------
+`z_scores` compares Monte Carlo means (Algorithm 1 or the phase model) with these
+curves round by round, in standard errors, against the book's tolerance `Z_MAX`;
+`format_z_scores` prints the comparison. The chapters and tests use both.
 """
 
 from __future__ import annotations
