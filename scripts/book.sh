@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-export MPLBACKEND=Agg
+# No MPLBACKEND here: with Agg forced the kernels would not capture figures.
 exec .venv/bin/jupyter-book build . -W --keep-going "$@"

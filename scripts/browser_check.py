@@ -1,0 +1,537 @@
+"""Real-browser check of the rendered book: every page in headless Chromium.
+
+Builds the book with a local MathJax (the npm package ``mathjax@3``; these machines
+reach no CDN), serves the HTML on 127.0.0.1, loads every page in headless Chromium
+over the DevTools protocol (through ``--remote-debugging-pipe``: no driver, no extra
+Python package) and reports, per page:
+
+* math rendered: MathJax ran, every Sphinx math element holds an ``mjx-container``,
+  and no raw TeX (``\\command``, ``\\(``, ``\\[``, ``$$``) is left in the visible text;
+* every image loaded (``complete`` and ``naturalWidth > 0``);
+* every same-origin request succeeded (no 404 for a script, style, font or image);
+* every internal link points to an existing page and, with a ``#fragment``, to an
+  existing id on that page.
+
+Usage (from the repository root)::
+
+    .venv/bin/python scripts/browser_check.py                 # build into a temp dir, check
+    .venv/bin/python scripts/browser_check.py --html DIR      # check an existing build
+    .venv/bin/python scripts/browser_check.py --build-only --out DIR
+
+``tests/test_browser.py`` runs the same check under pytest. Needs the Debian package
+``chromium`` and MathJax from npm; ``scripts/browser_setup.sh`` installs both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import html.parser
+import http.server
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Where scripts/browser_setup.sh installs MathJax 3 from npm.
+DEFAULT_MATHJAX = Path(os.environ.get("MOECL_CACHE", Path.home() / ".cache" / "moecl")) / "mathjax"
+MATHJAX_SCRIPT = "tex-mml-chtml.js"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: Flags from the issue, plus: no network beyond 127.0.0.1 (every other host fails at once).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--window-size=1280,900",
+)
+RAW_TEX = r"\\[A-Za-z]+|\\\(|\\\[|\$\$"
+
+
+# --------------------------------------------------------------------------- finding tools
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium binary: $MOECL_CHROMIUM, else the first of CHROMIUM_NAMES on PATH."""
+    given = os.environ.get("MOECL_CHROMIUM")
+    if given:
+        return given if Path(given).is_file() else None
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def find_mathjax() -> Path | None:
+    """Directory holding MathJax 3's ``tex-mml-chtml.js``: $MOECL_MATHJAX, or the npm install of browser_setup.sh."""
+    candidates = []
+    if os.environ.get("MOECL_MATHJAX"):
+        candidates.append(Path(os.environ["MOECL_MATHJAX"]))
+    candidates += [
+        DEFAULT_MATHJAX / "node_modules" / "mathjax" / "es5",
+        ROOT / "node_modules" / "mathjax" / "es5",
+    ]
+    for path in candidates:
+        if (path / MATHJAX_SCRIPT).is_file():
+            return path
+        if (path / "es5" / MATHJAX_SCRIPT).is_file():
+            return path / "es5"
+    return None
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_book(out_dir: Path, mathjax: Path, log=None, toc: Path | None = None) -> Path:
+    """Build the book into ``out_dir/_build/html`` with MathJax served from ``_static/mathjax``.
+
+    The repository's ``_config.yml`` is copied with one change, Sphinx's ``mathjax_path``
+    (relative paths are relative to ``_static``), and passed to ``jupyter-book build
+    --config``; the published book keeps the CDN. Then MathJax is copied in.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_config["mathjax_path"] = f"mathjax/{MATHJAX_SCRIPT}"
+    config_path = out_dir / "_config.browser.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [
+        str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+        "build", str(ROOT), "--config", str(config_path), "--path-output", str(out_dir),
+        "-W", "--keep-going",
+    ]
+    if toc is not None:
+        command += ["--toc", str(toc)]
+    # No MPLBACKEND: with MPLBACKEND=Agg the kernels draw no inline figures at all, and
+    # the pages would have no figure to check.
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    result = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if log is not None:
+        Path(log).write_text(result.stdout)
+    if result.returncode != 0:
+        raise RuntimeError(f"book build failed ({' '.join(command)}):\n{result.stdout[-4000:]}")
+    html_dir = out_dir / "_build" / "html"
+    install_mathjax(html_dir, mathjax)
+    return html_dir
+
+
+def install_mathjax(html_dir: Path, mathjax: Path) -> None:
+    """Copy MathJax's es5 tree to ``html_dir/_static/mathjax`` (what mathjax_path points at)."""
+    target = Path(html_dir) / "_static" / "mathjax"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(mathjax, target)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
+        pass
+
+
+@dataclass
+class Server:
+    """A static file server for ``directory`` on 127.0.0.1 (a free port), in a thread."""
+
+    directory: Path
+    httpd: http.server.ThreadingHTTPServer = field(init=False)
+
+    def __enter__(self) -> "Server":
+        handler = functools.partial(_QuietHandler, directory=str(self.directory))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+# --------------------------------------------------------------------------- the browser
+
+
+class BrowserError(RuntimeError):
+    pass
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4).
+
+    Messages are JSON objects separated by NUL bytes. One page target is created and
+    attached with ``flatten``; commands to it carry its ``sessionId``.
+    """
+
+    def __init__(self, binary: str, timeout: float = 60.0):
+        self.binary, self.timeout = binary, timeout
+        self.profile = tempfile.mkdtemp(prefix="moecl-chromium-")
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+
+        def wire_fds():  # in the child: its fd 3 reads commands, its fd 4 writes replies
+            os.dup2(to_child_r, 100)
+            os.dup2(from_child_w, 101)
+            os.dup2(100, 3)
+            os.dup2(101, 4)
+
+        self.process = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=wire_fds, pass_fds=(3, 4),  # kept open; every other fd is closed after wire_fds
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict] = []
+        self.session = None
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    # -- transport
+    def _send(self, message: dict) -> None:
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            written = os.write(self._to_child, data)
+            data = data[written:]
+
+    def _receive(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BrowserError("timed out waiting for Chromium")
+            ready, _, _ = select.select([self._from_child], [], [], left)
+            if ready:
+                chunk = os.read(self._from_child, 1 << 20)
+                if not chunk:
+                    raise BrowserError(f"Chromium closed the pipe (exit code {self.process.poll()})")
+                self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, timeout: float | None = None, **params) -> dict:
+        """Send one command (to the page session once attached) and return its result."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if self.session is not None and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        self._send(message)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            if "method" in reply:
+                self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float | None = None) -> dict:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            for k, event in enumerate(self.events):
+                if event["method"] == method:
+                    return self.events.pop(k)
+            reply = self._receive(deadline)
+            if "method" in reply:
+                self.events.append(reply)
+
+    def evaluate(self, expression: str, timeout: float | None = None):
+        result = self.call(
+            "Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True, returnByValue=True
+        )
+        if "exceptionDetails" in result:
+            raise BrowserError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        try:
+            self._send({"id": 0, "method": "Browser.close", "params": {}})
+            self.process.wait(timeout=10)
+        except Exception:  # the browser may already be gone
+            pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+    def __enter__(self) -> "Chromium":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+#: Runs in each page after its load event; returns what the checks need.
+PAGE_PROBE = r"""
+(async () => {
+  if (!document.body) return null;
+  const deadline = Date.now() + 30000;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const mathNodes = () => [...document.querySelectorAll('.math')];
+  // MathJax 3 loads its components asynchronously; wait for it to finish typesetting.
+  const loadsMathJax = [...document.scripts].some((s) => /mathjax/i.test(s.src));
+  while (loadsMathJax && !(window.MathJax && MathJax.startup && MathJax.startup.promise) && Date.now() < deadline)
+    await sleep(50);
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const images = [...document.images];
+  await Promise.all(images.map((img) => img.complete ? null :
+    new Promise((r) => { img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 10000); })));
+  const skip = new Set(['SCRIPT', 'STYLE', 'PRE', 'CODE', 'TEXTAREA', 'MJX-CONTAINER', 'MJX-ASSISTIVE-MML', 'NOSCRIPT']);
+  const rawTex = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const pattern = new RegExp(__RAW_TEX__);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    let hidden = false;
+    for (let el = node.parentElement; el; el = el.parentElement) {
+      if (skip.has(el.tagName) || el.classList.contains('highlight')) { hidden = true; break; }
+    }
+    if (hidden) continue;
+    const el = node.parentElement;
+    if (!el || !el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+    if (pattern.test(node.textContent)) rawTex.push(node.textContent.trim().slice(0, 120));
+  }
+  return {
+    title: document.title,
+    mathjax: !!(window.MathJax && MathJax.version),
+    mathjaxVersion: window.MathJax && MathJax.version || null,
+    mathElements: mathNodes().length,
+    unrendered: mathNodes().filter((el) => !el.querySelector('mjx-container')).map((el) => el.textContent.slice(0, 120)),
+    containers: document.querySelectorAll('mjx-container').length,
+    rawTex: rawTex.slice(0, 20),
+    images: images.map((img) => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0})),
+    links: [...document.querySelectorAll('a[href]')].map((a) => a.href),
+  };
+})()
+""".replace("__RAW_TEX__", json.dumps(RAW_TEX))
+
+
+# --------------------------------------------------------------------------- checking
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def page_ids(path: Path) -> set[str]:
+    parser = _Ids()
+    parser.feed(path.read_text(errors="replace"))
+    return parser.ids
+
+
+def html_pages(html_dir: Path) -> list[Path]:
+    """Every page of the site (relative paths), not the copies under _static, _sources or _images."""
+    skip = ("_static", "_sources", "_images", "_downloads")
+    return sorted(
+        path.relative_to(html_dir)
+        for path in html_dir.rglob("*.html")
+        if not path.relative_to(html_dir).parts[0] in skip
+    )
+
+
+REFRESH = re.compile(r'<meta[^>]+http-equiv="refresh"[^>]+url=([^"]+)"', re.IGNORECASE)
+
+
+def redirect_target(path: Path) -> str | None:
+    """The target of a redirect-only page (``<meta http-equiv="refresh">``), else None."""
+    match = REFRESH.search(path.read_text(errors="replace"))
+    return match.group(1).strip() if match else None
+
+
+def uses_local_mathjax(html_dir: Path) -> bool:
+    """Whether every page that loads MathJax loads it from ``_static/mathjax`` (a build of `build_book`)."""
+    sources = []
+    for page in html_pages(html_dir):
+        text = (html_dir / page).read_text(errors="replace")
+        sources += [src for src in MATHJAX_SRC.findall(text)]
+    return bool(sources) and all(f"_static/mathjax/{MATHJAX_SCRIPT}" in src for src in sources)
+
+
+MATHJAX_SRC = re.compile(r'<script[^>]*\ssrc="([^"]*mathjax[^"]*)"', re.IGNORECASE)
+
+
+@dataclass
+class PageReport:
+    page: str
+    probe: dict
+    failed_requests: list[str]
+    problems: list[str]
+
+
+def check_site(html_dir: Path, chromium: str, screenshot_page: str | None = None,
+               screenshot_path: Path | None = None, pages: list[str] | None = None) -> list[PageReport]:
+    """Load every page of ``html_dir`` in Chromium and return one report per page."""
+    html_dir = Path(html_dir)
+    pages = pages or [str(p) for p in html_pages(html_dir)]
+    reports: list[PageReport] = []
+    id_cache: dict[Path, set[str]] = {}
+    for page in list(pages):  # redirect-only pages (index.html): their target must exist
+        target = redirect_target(html_dir / page)
+        if target is not None:
+            pages.remove(page)
+            resolved = (html_dir / page).parent / urllib.parse.urlsplit(target).path
+            problems = [] if resolved.is_file() else [f"redirect to a missing page: {target}"]
+            reports.append(PageReport(page, {"redirect": target, "containers": 0, "images": []}, [], problems))
+    with Server(html_dir) as server, Chromium(chromium) as browser:
+        browser.call("Page.enable")
+        browser.call("Network.enable")
+        browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        for page in pages:
+            url = f"{server.origin}/{urllib.parse.quote(page)}"
+            browser.events.clear()
+            browser.call("Page.navigate", url=url)
+            browser.wait_event("Page.loadEventFired")
+            probe = browser.evaluate(PAGE_PROBE, timeout=60)
+            failed = failed_requests(browser.events, server.origin)
+            problems = page_problems(probe, failed, server.origin, html_dir, id_cache)
+            reports.append(PageReport(page, probe, failed, problems))
+            if screenshot_page == page and screenshot_path is not None:
+                # The first displayed equation in the middle of the picture.
+                browser.evaluate("(() => { const m = document.querySelector('div.math');"
+                                 " if (m) m.scrollIntoView({block: 'center'}); return !!m; })()")
+                browser.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+                shot = browser.call("Page.captureScreenshot", format="png")
+                Path(screenshot_path).parent.mkdir(parents=True, exist_ok=True)
+                Path(screenshot_path).write_bytes(base64.b64decode(shot["data"]))
+    return reports
+
+
+def failed_requests(events: list[dict], origin: str) -> list[str]:
+    """Same-origin requests that failed or answered with an HTTP error."""
+    urls = {}
+    failed = []
+    for event in events:
+        params = event.get("params", {})
+        if event["method"] == "Network.requestWillBeSent":
+            urls[params["requestId"]] = params["request"]["url"]
+        elif event["method"] == "Network.responseReceived":
+            response = params["response"]
+            if response["url"] == f"{origin}/favicon.ico":  # asked for by the browser, not the page
+                continue
+            if response["url"].startswith(origin) and response["status"] >= 400:
+                failed.append(f"{response['status']} {response['url']}")
+        elif event["method"] == "Network.loadingFailed":
+            url = urls.get(params["requestId"], "")
+            if url.startswith(origin) and not params.get("canceled"):
+                failed.append(f"{params.get('errorText')} {url}")
+    return failed
+
+
+def page_problems(probe: dict, failed: list[str], origin: str, html_dir: Path, id_cache: dict) -> list[str]:
+    problems = []
+    if probe["mathElements"]:
+        if not probe["mathjax"]:
+            problems.append(f"{probe['mathElements']} math elements but MathJax did not load")
+        if probe["unrendered"]:
+            problems.append(f"math not rendered by MathJax: {probe['unrendered'][:3]}")
+        if probe["containers"] < probe["mathElements"]:
+            problems.append(f"{probe['containers']} MathJax outputs for {probe['mathElements']} math elements")
+    if probe["rawTex"]:
+        problems.append(f"raw TeX visible: {probe['rawTex'][:3]}")
+    for image in probe["images"]:
+        if not image["ok"]:
+            problems.append(f"image did not load: {image['src']}")
+    problems += [f"request failed: {entry}" for entry in failed]
+    for link in sorted(set(probe["links"])):
+        if not link.startswith(origin + "/"):
+            continue
+        parsed = urllib.parse.urlsplit(link)
+        path = urllib.parse.unquote(parsed.path).lstrip("/")
+        target = html_dir / path
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            problems.append(f"broken link: {link}")
+            continue
+        if parsed.fragment and target.suffix == ".html":
+            if target not in id_cache:
+                id_cache[target] = page_ids(target)
+            if urllib.parse.unquote(parsed.fragment) not in id_cache[target]:
+                problems.append(f"broken anchor: {link}")
+    return problems
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--html", type=Path, help="check this existing build instead of building")
+    parser.add_argument("--out", type=Path, help="build into this directory (default: a temporary one)")
+    parser.add_argument("--build-only", action="store_true", help="build with local MathJax and stop")
+    parser.add_argument("--toc", type=Path, help="another table of contents (default: _toc.yml)")
+    parser.add_argument("--screenshot", type=Path, default=ROOT / "_build" / "browser" / "setting.png")
+    args = parser.parse_args(argv)
+    chromium, mathjax = find_chromium(), find_mathjax()
+    if mathjax is None:
+        print("MathJax 3 not found: run scripts/browser_setup.sh (or set MOECL_MATHJAX)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    if args.html:
+        html_dir = args.html
+        if not uses_local_mathjax(html_dir):
+            print(f"{html_dir} loads MathJax from a CDN, which this machine cannot reach: build it with "
+                  "`scripts/browser_check.py --build-only --out DIR` and pass DIR/_build/html", file=sys.stderr)
+            return 2
+        install_mathjax(html_dir, mathjax)
+    else:
+        out = args.out or Path(tempfile.mkdtemp(prefix="moecl-book-"))
+        html_dir = build_book(out, mathjax, toc=args.toc)
+        print(f"built {html_dir} in {time.monotonic() - started:.0f} s")
+    if args.build_only:
+        return 0
+    if chromium is None:
+        print("Chromium not found: run scripts/browser_setup.sh (or set MOECL_CHROMIUM)", file=sys.stderr)
+        return 2
+    reports = check_site(html_dir, chromium, "book/setting.html", args.screenshot)
+    bad = 0
+    for report in reports:
+        status = "ok" if not report.problems else "FAIL"
+        bad += bool(report.problems)
+        print(f"{status:4s} {report.page}: {report.probe['containers']} formulas, {len(report.probe['images'])} images")
+        for problem in report.problems:
+            print(f"     {problem}")
+    print(f"{len(reports) - bad} pages passed, {bad} failed ({time.monotonic() - started:.0f} s)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
