@@ -60,9 +60,11 @@ class DeepConfig:
     epochs, batch_size, lr: training of the selected expert (Adam).
     architecture: ``"cnn"`` (two conv + three fully connected layers, the paper's small
     CNN) or ``"resnet18"`` (a ResNet-18-style network of ``width`` base channels).
-    Gate (book choices, see the module docstring): eta (Eq. (9)), alpha (Eq. (7)),
-    lambda_ (routing noise, Eq. (2)), Gamma (termination threshold), T1 (exploration
-    rounds; ``None``: ``ceil(M / eta)``), termination (``"gap"`` or ``"none"``),
+    Gate: eta (Eq. (9)), alpha (Eq. (7)), lambda_ (routing noise, Eq. (2)) default to
+    the values of a public copy of the authors' deep setup (0.3, 0.3, 0.005; THEORY.md
+    section 6); Gamma (termination threshold, **book choice** 0.05, about
+    sigma0**1.25 for that setup's sigma0 = 0.1), T1 (exploration rounds; ``None``:
+    ``ceil(M / eta)``), termination (``"gap"`` or ``"none"``),
     gate_dim (``None``: the centred mean image itself; an integer: a fixed Gaussian
     random projection of it to that many dimensions).
     test_samples: test images per task type used for the metrics (``None``: all).
@@ -78,9 +80,9 @@ class DeepConfig:
     lr: float = 2e-3
     architecture: str = "cnn"
     width: int = 16
-    eta: float = 0.5
-    alpha: float = 0.5
-    lambda_: float = 0.05
+    eta: float = 0.3
+    alpha: float = 0.3
+    lambda_: float = 0.005
     Gamma: float = 0.05
     T1: int | None = None
     termination: str = "gap"
@@ -424,3 +426,21 @@ def _restore(path, identity, state, models, rng) -> None:
         model.load_state_dict(weights)
     rng.bit_generator.state = payload["rng"]
 
+
+
+def summarise(records: RoundRecords, after: int = 0) -> dict:
+    """Final numbers of one deep run: the paper's F_T and G_T (test loss), the
+    continual-learning accuracy metrics, and routing concentration over rounds ``after + 1 .. T``."""
+    from . import metrics
+
+    forgetting, generalization = metrics.forgetting_and_generalization(
+        records.test_loss, records.tasks, records.experts)
+    R = metrics.accuracy_matrix(records.test_accuracy, records.tasks, records.experts)
+    return {
+        "forgetting": float(forgetting[-1]),
+        "generalization": float(generalization[-1]),
+        "average_accuracy": metrics.average_accuracy(R),
+        "backward_transfer": metrics.backward_transfer(R),
+        "concentration": metrics.routing_concentration(
+            records.tasks[after:], records.experts[after:], records.test_loss.shape[2]),
+    }

@@ -125,3 +125,22 @@ def accuracy_forgetting(R: np.ndarray) -> float:
     Averaged over every task but the last; it equals ``-backward_transfer(R)``.
     """
     return -backward_transfer(R)
+
+
+def routing_concentration(tasks: np.ndarray, experts: np.ndarray, num_tasks: int) -> float:
+    """Share of each task type's rounds that go to its most used expert, averaged over the types seen.
+
+    1 when every type has one expert of its own (full specialisation); about 1/M when
+    routing ignores the task. ``tasks`` and ``experts`` are the routing history of one run.
+    """
+    tasks, experts = np.asarray(tasks), np.asarray(experts)
+    if tasks.shape != experts.shape or tasks.ndim != 1:
+        raise ValueError(f"tasks {tasks.shape} and experts {experts.shape} must be 1-d and of one length")
+    shares = []
+    for n in range(num_tasks):
+        routed = experts[tasks == n]
+        if routed.size:
+            shares.append(np.bincount(routed).max() / routed.size)
+    if not shares:
+        raise ValueError("no rounds to measure routing concentration on")
+    return float(np.mean(shares))

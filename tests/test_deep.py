@@ -128,3 +128,16 @@ def test_continual_learning_metrics_by_hand():
     assert G[2] == pytest.approx((0.3 + 0.2 + 0.3) / 3)
     with pytest.raises(ValueError, match="T=1"):
         metrics.backward_transfer(R[:1, :1])
+
+
+def test_routing_concentration_and_summary(stream):
+    assert metrics.routing_concentration([0, 0, 1, 1], [2, 2, 0, 1], 2) == pytest.approx((1 + 0.5) / 2)
+    assert metrics.routing_concentration([0, 1, 0], [0, 0, 0], 3) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one length"):
+        metrics.routing_concentration([0, 1], [0], 2)
+    records = deep.run(small(), stream, seed=0)
+    summary = deep.summarise(records)
+    F, G = metrics.forgetting_and_generalization(records.test_loss, records.tasks, records.experts)
+    assert summary["forgetting"] == F[-1] and summary["generalization"] == G[-1]
+    R = metrics.accuracy_matrix(records.test_accuracy, records.tasks, records.experts)
+    assert summary["average_accuracy"] == pytest.approx(np.mean(R[-1]))
