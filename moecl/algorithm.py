@@ -154,6 +154,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     R, T, M, N, d = len(rngs), config.T, config.M, config.N, config.d
     W = pool.W
     termination = gate.TERMINATION_RULES[config.termination]
+    balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
     everyone = np.arange(R)
 
     expert_models = np.zeros((R, M, d))
@@ -187,7 +188,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[0][1])
     try:
         for index, (start, length) in enumerate(blocks):
-            draws, Z, xbar_block, factor_block = pending.result()
+            draws, Z, xbar_block, factor_block, steps_block = pending.result()
             if index + 1 < len(blocks):
                 pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[index + 1][1])
             route_noise = config.lambda_ * draws.route_uniform
@@ -196,12 +197,19 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
                 n = draws.tasks[:, j]
                 xbar = xbar_block[:, j]
                 h = gate.gate_values(theta, xbar)  # Eq. (1)
-                m = gate.route(h, route_noise[:, j])  # Eq. (2)
+                if config.router == "gate":
+                    m = gate.route(h, route_noise[:, j])  # Eq. (2)
+                else:  # least_change: the expert Eq. (5) would move least
+                    norms = experts.change_norms(Z[:, j], factor_block[:, j], W[n][:, None, :] - expert_models)
+                    m = np.argmin(norms, axis=1)
 
                 # Eq. (5): only the selected expert learns the task,
-                # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w).
+                # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w) (or gradient steps towards it).
                 selected = expert_models[everyone, m]
-                change = experts.projected_change(Z[:, j], factor_block[:, j], W[n] - selected)
+                if config.expert_update == "exact":
+                    change = experts.projected_change(Z[:, j], factor_block[:, j], W[n] - selected)
+                else:
+                    change = experts.gradient_change(Z[:, j], W[n] - selected, config.gradient_steps, steps_block[:, j])
                 selected += change
                 expert_models[everyone, m] = selected
                 errors[everyone, m] = row = experts.squared_distances_fast(selected, W, W_sq)
@@ -223,7 +231,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
                 out["termination_round"][stop & training] = t
                 training &= ~stop
                 pi = gate.softmax(h)
-                grad = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(pi, routed / t, config.alpha, t)
+                grad = gate.locality_grad(pi, m, change_norm) + balance(pi, routed / t, config.alpha, t)
                 grad *= training[:, None]
                 gate.gate_step(theta, grad, xbar, config.eta, out=theta)  # Eq. (9)
 
@@ -242,10 +250,12 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
 
 
 def _prepare_block(config: Config, pool: Pool, rngs: list, length: int):
-    """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)) and Gram factors of a block."""
+    """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)), Gram factors of a block,
+    and the gradient step sizes when the experts learn by gradient descent."""
     draws = draw_rounds(config, rngs, length)
     Z = samples(config, pool.V, draws.tasks, draws.signal_pos, draws.noise, out=draws.noise)
     xbar_block = np.sum(Z, axis=2)  # Eq. (1): sum of the columns of X_t
     factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T
-    return draws, Z, xbar_block, factor_block
+    steps_block = experts.gradient_step_size(Z) if config.expert_update == "gradient" else None
+    return draws, Z, xbar_block, factor_block, steps_block
 

@@ -24,6 +24,9 @@ import math
 from dataclasses import dataclass
 
 FEATURE_MODELS = ("definition1", "isotropic")
+#: How the selected expert learns a task: Eq. (5) exactly, or ``gradient_steps`` steps
+#: of gradient descent on the task's squared loss (`moecl.experts.gradient_change`).
+EXPERT_UPDATES = ("exact", "gradient")
 
 #: Book choice: constants multiplying the paper's O(.) scalings in sigma0.
 #: ``Gamma = 1.0 * sigma0**1.25``, ``lambda_ = 1.0 * sigma0**1.25``,
@@ -60,6 +63,13 @@ class Config:
         phase (``None``: ``ceil(M / eta)``). termination: name of the early-termination
         strategy (``"gap"``: the book's rule, ``"none"``: the gate trains for ever);
         see `moecl.gate.TERMINATION_RULES`.
+    Strategies beyond the paper (issue 9; the defaults are the paper's)
+        balance_loss: ``"load_balance"`` (Eq. (7)) or ``"entropy"`` (an entropy bonus
+        on the routing probabilities, `moecl.gate.entropy_loss`). router: ``"gate"``
+        (Eq. (2)) or ``"least_change"`` (the expert that Eq. (5) would move least,
+        chosen from the task's data; the gate is not used). expert_update:
+        ``"exact"`` (Eq. (5)) or ``"gradient"`` (``gradient_steps`` steps of gradient
+        descent with step ``1 / lambda_max(X^T X)``).
     """
 
     d: int = 20
@@ -80,6 +90,10 @@ class Config:
     features: str = "definition1"
     K: int | None = None
     cluster_spread: float = 0.1
+    balance_loss: str = "load_balance"
+    router: str = "gate"
+    expert_update: str = "exact"
+    gradient_steps: int = 1
 
     def __post_init__(self) -> None:
         for name in ("d", "s", "N", "M", "T"):
@@ -113,12 +127,17 @@ class Config:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
         if self.features not in FEATURE_MODELS:
             raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
-        from .gate import TERMINATION_RULES
+        from .gate import BALANCE_LOSSES, ROUTERS, TERMINATION_RULES
 
-        if self.termination not in TERMINATION_RULES:
-            raise ValueError(
-                f"termination={self.termination!r} is not one of {tuple(TERMINATION_RULES)}"
-            )
+        for name, allowed in (
+            ("termination", TERMINATION_RULES),
+            ("balance_loss", BALANCE_LOSSES),
+            ("router", ROUTERS),
+            ("expert_update", EXPERT_UPDATES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
+        _check_int("gradient_steps", self.gradient_steps, minimum=1)
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed; derived fields are derived again unless given."""

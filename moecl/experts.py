@@ -79,3 +79,37 @@ def squared_distances_fast(w: np.ndarray, W: np.ndarray, W_sq: np.ndarray) -> np
     """
     cross = (w[:, None, :] @ W.T)[:, 0]
     return np.sum(w * w, axis=1)[:, None] - 2.0 * cross + W_sq
+
+
+def gradient_step_size(Z: np.ndarray) -> np.ndarray:
+    """``1 / lambda_max(X^T X)`` for samples ``Z = X^T`` (..., s, d): the step of `gradient_change`."""
+    return 1.0 / np.linalg.eigvalsh(Z @ np.swapaxes(Z, -1, -2))[..., -1]
+
+
+def gradient_change(Z: np.ndarray, delta: np.ndarray, steps: int, step_size: np.ndarray) -> np.ndarray:
+    """The change after ``steps`` gradient steps on the task's squared loss, instead of Eq. (5).
+
+    Gradient descent on ``1/2 ||X^T w - y||^2`` from ``w_{t-1}`` with ``y = X^T w*`` and
+    ``delta = w* - w_{t-1}``: ``c <- c - step X X^T (c - delta)``, starting at ``c = 0``.
+    Every iterate lies in span(X), and with ``step = 1 / lambda_max(X^T X)`` the
+    iterates converge to the minimum-norm change ``P delta`` of Eq. (5) as steps -> oo.
+    Z: (R, s, d); delta: (R, d); step_size: (R,).
+    """
+    change = np.zeros_like(delta)
+    Zt = np.swapaxes(Z, -1, -2)
+    for _ in range(steps):
+        residual = (Z @ (change - delta)[:, :, None])  # X^T (c - delta), (R, s, 1)
+        change -= step_size[:, None] * (Zt @ residual)[:, :, 0]
+    return change
+
+
+def change_norms(Z: np.ndarray, L: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """``||P_t (w* - w^(m))||`` for every expert: how far Eq. (5) would move each one.
+
+    The norm depends on the task's data only, ``||P (w* - w)||^2 = r^T (X^T X)^{-1} r``
+    with the residual ``r = y - X^T w``; here r is formed as ``X^T (w* - w)``.
+    Z: (R, s, d) samples, L: (R, s, s) from `gram_factor`, deltas: (R, M, d). Returns (R, M).
+    """
+    residuals = Z @ np.swapaxes(deltas, -1, -2)  # (R, s, M)
+    whitened = np.linalg.solve(L, residuals)  # L^{-1} r, so ||.||^2 = r^T (L L^T)^{-1} r
+    return np.sqrt(np.sum(whitened * whitened, axis=1))

@@ -76,6 +76,34 @@ def load_balance_grad(pi: np.ndarray, frequency: np.ndarray, alpha: float, t: in
     return alpha * M / t * pi * (frequency - mean_frequency)
 
 
+def entropy_loss(pi: np.ndarray, alpha: float) -> np.ndarray:
+    """Entropy bonus in place of Eq. (7) (**book choice**, issue 9): ``L_ent = alpha sum_m pi_m log pi_m``.
+
+    Minimising it maximises the entropy ``H(pi) = -sum_m pi_m log pi_m`` of the routing
+    probabilities of the current task, pushing the gate towards spreading tasks, without
+    the load history ``f`` that Eq. (7) uses.
+    """
+    return alpha * np.sum(pi * np.log(pi), axis=-1)
+
+
+def entropy_grad(pi: np.ndarray, alpha: float) -> np.ndarray:
+    """Coefficients c (..., M) of ``grad_{theta^(m)} L_ent = c_m xbar``.
+
+    ``c_m = alpha pi_m (log pi_m + H(pi))``, from ``d pi_k / d h_m = pi_k (1[k = m] - pi_m)``.
+    """
+    log_pi = np.log(pi)
+    entropy = -np.sum(pi * log_pi, axis=-1, keepdims=True)
+    return alpha * pi * (log_pi + entropy)
+
+
+#: Balancing losses by name (``Config.balance_loss``), as gradient-coefficient functions
+#: ``(pi, frequency, alpha, t) -> c``: the paper's Eq. (7), or the entropy bonus.
+BALANCE_LOSSES = {
+    "load_balance": load_balance_grad,
+    "entropy": lambda pi, frequency, alpha, t: entropy_grad(pi, alpha),
+}
+
+
 def gate_step(theta: np.ndarray, coefficients: np.ndarray, xbar: np.ndarray, eta: float, out=None) -> np.ndarray:
     """Gradient step ``theta^(m) <- theta^(m) - eta c_m xbar`` on ``L_tr = L_loc + L_aux`` (Eq. (8)-(9)).
 
@@ -119,3 +147,9 @@ class NoTermination(GapTermination):
 
 #: Early-termination strategies by name (``Config.termination``).
 TERMINATION_RULES = {rule.name: rule for rule in (GapTermination(), NoTermination())}
+
+
+#: Routers by name (``Config.router``): the noisy top-1 gate of Eq. (2), or the
+#: SEED-style rule that picks the expert whose Eq. (5) change would be smallest
+#: (`moecl.experts.change_norms`; issue 9, a linear analogue of Rypesc et al. 2024).
+ROUTERS = ("gate", "least_change")

@@ -51,11 +51,22 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
             # Eq. (1)-(2): gate values and noisy top-1 routing.
             xbar = X.sum(axis=1)
             h = theta @ xbar
-            m = int(np.argmax(h + config.lambda_ * draws.route_uniform[0, j]))
+            if config.router == "gate":
+                m = int(np.argmax(h + config.lambda_ * draws.route_uniform[0, j]))
+            else:  # least_change: the expert whose Eq. (5) change would be smallest
+                sizes = [np.linalg.norm(X @ np.linalg.solve(X.T @ X, y - X.T @ w)) for w in experts]
+                m = int(np.argmin(sizes))
 
-            # Eq. (5): minimum-norm update of the selected expert.
+            # Eq. (5): minimum-norm update of the selected expert (or gradient steps).
             old = experts[m].copy()
-            experts[m] = old + X @ np.linalg.solve(X.T @ X, y - X.T @ old)
+            if config.expert_update == "exact":
+                experts[m] = old + X @ np.linalg.solve(X.T @ X, y - X.T @ old)
+            else:
+                step = 1.0 / np.linalg.eigvalsh(X.T @ X).max()
+                w = old.copy()
+                for _ in range(config.gradient_steps):
+                    w = w - step * X @ (X.T @ w - y)
+                experts[m] = w
             change_norm = np.linalg.norm(experts[m] - old)
 
             # Metrics from their definitions.
@@ -84,7 +95,10 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
                 for k in range(M):
                     # d pi_j / d theta_k = pi_j (1[j = k] - pi_k) xbar
                     d_loc = change_norm * pi[m] * ((k == m) - pi[k])
-                    d_aux = config.alpha * M / t * sum(f[j] * pi[j] * ((j == k) - pi[k]) for j in range(M))
+                    if config.balance_loss == "load_balance":
+                        d_aux = config.alpha * M / t * sum(f[j] * pi[j] * ((j == k) - pi[k]) for j in range(M))
+                    else:  # entropy bonus alpha sum_j pi_j log pi_j
+                        d_aux = config.alpha * sum((np.log(pi[j]) + 1) * pi[j] * ((j == k) - pi[k]) for j in range(M))
                     grad[k] = (d_loc + d_aux) * xbar
                 theta = theta - config.eta * grad
 

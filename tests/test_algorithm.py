@@ -138,3 +138,40 @@ def test_gate_trains_before_termination():
 def test_progress_bar(capsys):
     moecl.simulate(moecl.Config(M=2, T=40), replicates=2, seed=0, progress=True)
     assert "rounds" in capsys.readouterr().err
+
+
+STRATEGY_CONFIGS = {
+    "entropy": moecl.Config(M=6, T=120, sigma0=0.3, balance_loss="entropy"),
+    "least-change": moecl.Config(M=6, T=80, router="least_change"),
+    "gradient-3": moecl.Config(M=4, T=80, sigma0=0.3, expert_update="gradient", gradient_steps=3),
+}
+
+
+@pytest.mark.parametrize("name", STRATEGY_CONFIGS)
+def test_strategies_equal_oracle(name):
+    """The strategies beyond the paper (issue 9) agree with the plain loop too."""
+    config = STRATEGY_CONFIGS[name]
+    result = moecl.simulate(config, replicates=[1], seed=7)
+    oracle = simulate_one(config, seed=7, replicate=1)
+    for field in FIELDS:
+        np.testing.assert_allclose(getattr(result, field)[0], oracle[field], rtol=1e-7, atol=1e-9, err_msg=f"{name}: {field}")
+    np.testing.assert_allclose(result.final_theta[0], oracle["final_theta"], atol=1e-9)
+
+
+def test_gradient_update_tends_to_the_exact_update():
+    """k gradient steps -> Eq. (5) as k grows (one expert, so routing cannot differ;
+    isotropic features keep X^T X well conditioned, so 300 steps reach rounding level)."""
+    base = moecl.Config(M=1, T=40, features="isotropic")
+    exact = moecl.simulate(base, replicates=2, seed=1)
+    errors = []
+    for steps in (1, 10, 300):
+        run = moecl.simulate(base.replace(expert_update="gradient", gradient_steps=steps), replicates=2, seed=1)
+        errors.append(np.max(np.abs(run.final_experts - exact.final_experts)))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-9, errors
+
+
+def test_least_change_router_ignores_the_gate():
+    result = moecl.simulate(moecl.Config(M=4, T=60, router="least_change"), replicates=2, seed=0)
+    assert np.all(result.final_theta != 0)  # the gate still trains on its losses...
+    assert np.all(result.experts[:, 0] == 0)  # ...but routing follows the change norms: all tie at 0

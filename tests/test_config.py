@@ -61,6 +61,10 @@ def test_config_is_frozen():
         ({"K": 0}, ["K=0"]),
         ({"features": "gaussian"}, ["features='gaussian'"]),
         ({"termination": "early"}, ["termination='early'"]),
+        ({"balance_loss": "kl"}, ["balance_loss='kl'"]),
+        ({"router": "random"}, ["router='random'"]),
+        ({"expert_update": "sgd"}, ["expert_update='sgd'"]),
+        ({"gradient_steps": 0}, ["gradient_steps=0"]),
     ],
 )
 def test_bad_values_name_the_parameter(changes, words):

@@ -67,3 +67,35 @@ def test_squared_distances():
     assert slow.shape == (5, 3)
     np.testing.assert_allclose(slow[2, 1], np.sum((w[2] - W[1]) ** 2))
     np.testing.assert_allclose(experts.squared_distances_fast(w, W, np.sum(W * W, axis=1)), slow, atol=1e-12)
+
+
+def test_gradient_change_stays_in_the_span_and_converges():
+    rng = np.random.default_rng(3)
+    R, d, s = 4, 10, 3
+    Z = rng.standard_normal((R, s, d))
+    delta = rng.standard_normal((R, d))
+    step = experts.gradient_step_size(Z)
+    np.testing.assert_allclose(step, 1 / np.array([np.linalg.eigvalsh(z.T @ z).max() for z in Z]))
+    exact = experts.projected_change(Z, experts.gram_factor(Z), delta)
+    previous = np.inf
+    for steps in (1, 5, 50, 2000):
+        change = experts.gradient_change(Z, delta, steps, step)
+        for z, c in zip(Z, change):  # every iterate lies in span(X)
+            np.testing.assert_allclose(experts.projector(z.T) @ c, c, atol=1e-12)
+        error = np.max(np.abs(change - exact))
+        assert error < previous
+        previous = error
+    assert previous < 1e-10
+
+
+def test_change_norms_are_the_eq5_change_of_every_expert():
+    rng = np.random.default_rng(4)
+    R, M, d, s = 3, 5, 9, 4
+    Z = rng.standard_normal((R, s, d))
+    models, w_star = rng.standard_normal((R, M, d)), rng.standard_normal((R, d))
+    norms = experts.change_norms(Z, experts.gram_factor(Z), w_star[:, None, :] - models)
+    for r in range(R):
+        y = Z[r] @ w_star[r]
+        for m in range(M):
+            expected = np.linalg.norm(experts.min_norm_change(models[r, m], Z[r].T, y))
+            assert norms[r, m] == pytest.approx(expected, rel=1e-10)

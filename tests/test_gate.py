@@ -106,3 +106,21 @@ def test_no_termination_never_stops():
     flags = rule.initial_flags((2, 3))
     flags, stop = rule.update(flags, np.zeros((2, 3)), np.array([0, 1]), t=100, T1=5, Gamma=1.0)
     assert not stop.any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_entropy_gradient_equals_autograd(seed):
+    theta, X, *_ = _random_gate(seed)
+    xbar = gate.gate_input(X)
+    alpha = 0.4
+    theta_t = torch.tensor(theta, requires_grad=True)
+    pi_t = torch.softmax(torch.einsum("rmd,rd->rm", theta_t, torch.tensor(xbar)), dim=-1)
+    loss = alpha * torch.sum(pi_t * torch.log(pi_t), dim=-1)
+    (grad,) = torch.autograd.grad(loss.sum(), theta_t)
+    pi = gate.softmax(gate.gate_values(theta, xbar))
+    np.testing.assert_allclose(gate.entropy_loss(pi, alpha), loss.detach().numpy(), atol=1e-12)
+    c = gate.BALANCE_LOSSES["entropy"](pi, None, alpha, 1)
+    np.testing.assert_allclose(c[..., None] * xbar[:, None, :], grad.numpy(), atol=1e-10, rtol=0)
+    # The bonus pushes towards uniform routing: a step lowers -H(pi).
+    stepped = gate.gate_step(theta, c, xbar, 0.05)
+    assert np.all(gate.entropy_loss(gate.softmax(gate.gate_values(stepped, xbar)), alpha) < gate.entropy_loss(pi, alpha))
