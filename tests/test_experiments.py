@@ -1,5 +1,6 @@
 """Registered experiments: every one runs at a tiny scale with the documented arrays."""
 
+import math
 import re
 
 import numpy as np
@@ -66,7 +67,7 @@ def header_purity_ends(rounds):
 
 
 def test_registry():
-    assert list(EXPERIMENTS) == list(EXPECTED_LABELS)
+    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map"]
     for name, entry in EXPERIMENTS.items():
         assert entry.name == name and entry.description and "\n" not in entry.description
     assert (SCALES["ci"].replicates, SCALES["ci"].rounds) == (40, 300)
@@ -194,3 +195,166 @@ def test_stored_paper_results_match_the_registry(runs, name):
         assert arrays[f"{label}/termination_round"].shape == (paper.replicates,)
     # small: summaries, not per-replicate state
     assert path.stat().st_size < 2_000_000
+
+
+# --------------------------------------------------------------------------------------
+# The regime map (book/regimes.md): a grid of per-cell summaries
+
+from moecl.experiments import REGIME_GRIDS, REGIME_TERMINATION, gate_snr, regime_settings  # noqa: E402
+
+MOE_QUANTITIES = ("generalization", "forgetting", "generalization_gap", "forgetting_gap", "purity",
+                  "purity_random", "purity_excess", "T2_minus_T1")
+
+
+def _regime_shapes(grid):
+    S, Z, K, B = len(grid.sigma_t), len(grid.sigma0), len(grid.expert_factors), len(REGIME_TERMINATION)
+    shapes = {"grid/sigma_t": (S,), "grid/snr": (S,), "grid/sigma0": (Z,), "grid/M": (K,),
+              "grid/terminates": (B,), "moe/T1": (Z, K), "moe/terminated_share": (S, Z, K, B),
+              "moe/T2_median": (S, Z, K, B)}
+    for name in ("generalization", "forgetting"):
+        shapes.update({f"single/{name}/mean": (S, Z), f"single/{name}/se": (S, Z)})
+    for name in MOE_QUANTITIES:
+        shapes.update({f"moe/{name}/mean": (S, Z, K, B), f"moe/{name}/se": (S, Z, K, B)})
+    return shapes
+
+
+def test_regime_map_arrays_and_header(runs):
+    header, arrays = runs["regime-map"]
+    grid = REGIME_GRIDS["ci"]
+    assert header["description"] == EXPERIMENTS["regime-map"].description
+    assert (header["scale"], header["seed"], header["replicates"], header["rounds"]) == ("ci", 5, R, T)
+    assert {key: arrays[key].shape for key in arrays} == _regime_shapes(grid)
+    assert all(arrays[key].dtype != object for key in arrays)
+    settings = regime_settings("ci", rounds=T)
+    assert header["labels"] == [label for label, _, _ in settings] == list(header["configs"])
+    assert len(settings) == len(grid.sigma_t) * len(grid.sigma0) * (1 + 2 * len(grid.expert_factors))
+    for label, config, _ in settings:
+        assert header["configs"][label] == config.as_dict()
+    for key in arrays:  # every array is described in the header
+        assert key in header["arrays"] or key.rsplit("/", 1)[0] + "/{mean,se}" in header["arrays"], key
+
+
+def test_regime_map_values(runs):
+    header, arrays = runs["regime-map"]
+    grid = REGIME_GRIDS["ci"]
+    np.testing.assert_array_equal(arrays["grid/sigma_t"], grid.sigma_t)
+    np.testing.assert_array_equal(arrays["grid/sigma0"], grid.sigma0)
+    np.testing.assert_array_equal(arrays["grid/M"], [round(f * 4) for f in grid.expert_factors])
+    np.testing.assert_array_equal(arrays["grid/terminates"], [True, False])
+    # SNR = beta ||v|| / (sigma_t sqrt((s-1) d)) = sqrt(20) / (10 sigma_t) at the defaults
+    np.testing.assert_allclose(arrays["grid/snr"], np.sqrt(20) / (10 * np.asarray(grid.sigma_t)))
+    assert gate_snr(moecl_config(sigma_t=0.1)) == pytest.approx(np.sqrt(20))  # 4.47 against 1
+    # the paired difference's mean is the difference of the means (same replicates, none missing)
+    for name in ("generalization", "forgetting"):
+        np.testing.assert_allclose(arrays[f"moe/{name}_gap/mean"],
+                                   arrays[f"moe/{name}/mean"] - arrays[f"single/{name}/mean"][:, :, None, None])
+        assert np.all(arrays[f"moe/{name}_gap/se"] > 0)
+    purity, random = arrays["moe/purity/mean"], arrays["moe/purity_random/mean"]
+    assert np.all((0 <= purity) & (purity <= 1)) and np.all((0 < random) & (random <= 1))
+    assert np.all(arrays["moe/purity_excess/mean"] <= 1)
+    assert np.all(arrays["moe/generalization/mean"] >= 0)
+    # the gate without termination never stops; T2 > T1 wherever it stopped
+    assert np.all(arrays["moe/terminated_share"][..., 1] == 0)
+    assert np.all(np.isnan(arrays["moe/T2_median"][..., 1]))
+    share = arrays["moe/terminated_share"][..., 0]
+    assert np.all((0 <= share) & (share <= 1))
+    T1 = arrays["moe/T1"][None, :, :]
+    stopped = share > 0
+    assert np.all(arrays["moe/T2_median"][..., 0][stopped] > np.broadcast_to(T1, share.shape)[stopped])
+    assert np.all(arrays["moe/T2_minus_T1/mean"][..., 0][stopped] >= 1)
+    for label, config in header["configs"].items():
+        assert config["T1"] == math.ceil(config["M"] / config["eta"])
+
+
+def moecl_config(**fields):
+    import moecl
+
+    return moecl.Config(**fields)
+
+
+def test_regime_map_cell_is_the_paired_simulation():
+    """One cell of the map is `moecl.simulate` of its config, paired with M = 1 on the same seed."""
+    import moecl
+    from moecl.metrics import mean_se
+
+    header, arrays = run_experiment("regime-map", scale="ci", seed=4, replicates=R, rounds=T)
+    (label1, single_config, (i, j)), (label, config, at) = regime_settings("ci", rounds=T)[:2]
+    single = moecl.simulate(single_config, replicates=R, seed=4)
+    moe = moecl.simulate(config, replicates=R, seed=4)
+    assert at == (i, j, 0, 0) and config.M == arrays["grid/M"][0] and config.termination == "gap"
+    mean, se = mean_se(moe.generalization[:, -1] - single.generalization[:, -1])
+    assert arrays["moe/generalization_gap/mean"][at] == pytest.approx(mean)
+    assert arrays["moe/generalization_gap/se"][at] == pytest.approx(se)
+    assert arrays["single/forgetting/mean"][i, j] == pytest.approx(np.mean(single.forgetting[:, -1]))
+
+
+def test_regime_map_deterministic():
+    first = run_experiment("regime-map", scale="ci", seed=7, replicates=2, rounds=12)[1]
+    second = run_experiment("regime-map", scale="ci", seed=7, replicates=2, rounds=12)[1]
+    assert set(first) == set(second)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    other = run_experiment("regime-map", scale="ci", seed=8, replicates=2, rounds=12)[1]
+    assert not np.array_equal(first["moe/generalization/mean"], other["moe/generalization/mean"])
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(scale="huge"), "unknown scale 'huge'"),
+                                             (dict(replicates=1), "replicates=1"),
+                                             (dict(seed=-2), "seed=-2")])
+def test_regime_map_bad_arguments(kwargs, message):
+    arguments = dict(name="regime-map", scale="ci", seed=0, replicates=R, rounds=T) | kwargs
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_experiment(**arguments)
+
+
+def test_regime_map_paper_grid_is_large_enough():
+    """The issue's paper scale: at least 200 replicates per cell, T >= 1000, M in {N/2, N, 2N, 4N}."""
+    grid = REGIME_GRIDS["paper"]
+    assert grid.replicates >= 200 and grid.rounds >= 1000
+    assert tuple(grid.expert_factors) == (0.5, 1, 2, 4)
+    snr = [gate_snr(moecl_config(sigma_t=value)) for value in grid.sigma_t]
+    assert min(snr) < 0.2 and max(snr) > 3  # from a blind gate to the book's default regime
+
+
+def test_stored_regime_map_matches_the_registry(runs):
+    """results/regime-map-paper-seed0.npz exists and is what the current code would write."""
+    from moecl.results import load_results
+
+    path = RESULTS / "regime-map-paper-seed0.npz"
+    if not path.exists():
+        pytest.skip(f"{path} not generated (python -m moecl run regime-map --scale paper --out results)")
+    header, arrays = load_results(path)
+    grid = REGIME_GRIDS["paper"]
+    assert (header["experiment"], header["scale"], header["seed"]) == ("regime-map", "paper", 0)
+    assert header["description"] == EXPERIMENTS["regime-map"].description
+    assert (header["replicates"], header["rounds"]) == (grid.replicates, grid.rounds)
+    settings = regime_settings("paper")
+    assert header["labels"] == [label for label, _, _ in settings]
+    for label, config, _ in settings:
+        assert header["configs"][label] == config.as_dict(), f"{path.name}: setting {label} differs"
+    assert set(arrays) == set(runs["regime-map"][1])
+    assert {key: arrays[key].shape for key in arrays} == _regime_shapes(grid)
+    assert path.stat().st_size < 200_000
+
+
+def test_regime_regions_classifies_each_case():
+    from moecl.experiments import REGIONS, regime_regions
+
+    # four cells (S = 4, Z = K = 1): blind; kept only with termination; premature; either way
+    on = np.array([0.05, 0.6, 0.4, 0.9])
+    off = np.array([0.1, 0.02, 0.9, 0.88])
+    se = np.full((4, 1, 1, 2), 0.02)
+    arrays = {"moe/purity_excess/mean": np.stack([on, off], axis=-1)[:, None, None, :],
+              "moe/purity_excess/se": se, "grid/terminates": np.array([True, False])}
+    regions = regime_regions(arrays)
+    assert regions.shape == (4, 1, 1)
+    assert [REGIONS[code] for code in regions.ravel()] == list(REGIONS)
+    # a purity difference within the noise is no region boundary
+    arrays["moe/purity_excess/se"] = np.full((4, 1, 1, 2), 0.5)
+    assert list(regime_regions(arrays).ravel()) == [0, 3, 3, 3]
+    with pytest.raises(ValueError, match="threshold=1.5"):
+        regime_regions(arrays, threshold=1.5)
+    with pytest.raises(ValueError, match="z=0"):
+        regime_regions(arrays, z=0)
+    with pytest.raises(ValueError, match="regime map"):
+        regime_regions({**arrays, "moe/purity_excess/mean": np.zeros((4, 2))})
