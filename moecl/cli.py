@@ -85,14 +85,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="number of Monte Carlo replicates, at least 2 (default: the scale's)")
     run.add_argument("--out", default="results", metavar="DIR",
                      help="directory of the results file, created if missing (default: results)")
+    run.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
+                     metavar="FIELD=VALUE",
+                     help="change a moecl.Config field in every setting, e.g. --set balance_loss=entropy "
+                     "or --set expert_update=gradient --set gradient_steps=10 (repeatable); the results "
+                     "file name then ends in the overrides")
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="do not show progress bars on stderr")
     return parser
 
 
-def result_path(directory, name: str, scale: str, seed: int) -> str:
-    """Where ``run`` writes an experiment's results: ``DIR/<name>-<scale>-seed<S>.npz``."""
-    return os.path.join(os.fspath(directory), f"{name}-{scale}-seed{seed}.npz")
+def _override(text: str) -> tuple[str, object]:
+    """FIELD=VALUE -> (field, value): an int, a float, None ('none') or the text itself."""
+    field, sep, raw = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE")
+    for convert in (int, float):
+        try:
+            return field, convert(raw)
+        except ValueError:
+            pass
+    return field, None if raw.lower() == "none" else raw
+
+
+def result_path(directory, name: str, scale: str, seed: int, overrides=None) -> str:
+    """Where ``run`` writes an experiment's results: ``DIR/<name>-<scale>-seed<S>[-FIELD=VALUE...].npz``."""
+    suffix = "".join(f"-{field}={value}" for field, value in (overrides or {}).items())
+    return os.path.join(os.fspath(directory), f"{name}-{scale}-seed{seed}{suffix}.npz")
 
 
 def main(argv=None) -> int:
@@ -112,15 +131,17 @@ def main(argv=None) -> int:
     if args.name not in EXPERIMENTS:
         return _fail(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}", EXIT_USAGE)
     try:
+        overrides = dict(args.overrides)
         header, arrays = run_experiment(
-            args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress
+            args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
+            overrides=overrides,
         )
     except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects
         return _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return _fail("interrupted; no results file written", 130)
 
-    path = result_path(args.out, args.name, args.scale, args.seed)
+    path = result_path(args.out, args.name, args.scale, args.seed, overrides)
     try:
         save_results(path, header, arrays)
     except OSError as exc:

@@ -83,11 +83,18 @@ def experiment(name: str, description: str):
     return register
 
 
-def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None, progress: bool = False, rounds=None):
-    """Run the registered experiment ``name``; returns ``(header, arrays)``."""
+def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None, progress: bool = False, rounds=None, overrides=None):
+    """Run the registered experiment ``name``; returns ``(header, arrays)``.
+
+    ``overrides`` ({field: value}) changes `Config` fields in every setting of the
+    experiment, e.g. ``{"balance_loss": "entropy"}``; a field the experiment sets or
+    varies itself cannot be overridden (ValueError).
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name].function(scale, seed, replicates=replicates, progress=progress, rounds=rounds)
+    return EXPERIMENTS[name].function(
+        scale, seed, replicates=replicates, progress=progress, rounds=rounds, overrides=overrides
+    )
 
 
 def resolve_scale(scale: str, replicates=None, rounds=None) -> tuple[int, int]:
@@ -117,8 +124,12 @@ def _check_seed(seed) -> int:
 class _Run:
     """Collects the simulated settings of one experiment into a header and arrays."""
 
-    def __init__(self, name: str, scale: str, seed: int, replicates, rounds, progress: bool):
+    def __init__(self, name: str, scale: str, seed: int, replicates, rounds, progress: bool, overrides=None):
         self.name = name
+        self.overrides = dict(overrides or {})
+        unknown = sorted(set(self.overrides) - set(Config.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a field of moecl.Config")
         self.scale = scale
         self.seed = _check_seed(seed)
         self.R, self.T = resolve_scale(scale, replicates, rounds)
@@ -134,7 +145,16 @@ class _Run:
         return Config(T=self.T, **fields)
 
     def simulate(self, label: str, config: Config, what: str) -> SimulationResult:
-        """Simulate one setting (announcing it when progress is on)."""
+        """Simulate one setting (announcing it when progress is on), with the overrides applied."""
+        if self.overrides:
+            default = Config(T=config.T)
+            for field, value in self.overrides.items():
+                if getattr(config, field) != getattr(default, field):
+                    raise ValueError(
+                        f"{self.name} sets {field} itself ({field}={getattr(config, field)!r} in setting "
+                        f"{label}); it cannot be overridden"
+                    )
+            config = config.replace(**self.overrides)
         self.configs[label] = config
         if self.progress:
             print(f"[{len(self.configs)}/{self.planned}] {label}: {what}", file=sys.stderr, flush=True)
@@ -206,6 +226,7 @@ class _Run:
             labels=list(self.configs),
             configs={label: config.as_dict() for label, config in self.configs.items()},
             simulation_wall_times=self.wall_times,
+            overrides=self.overrides,
             arrays=self.docs,
         )
         return header, self.arrays
@@ -225,7 +246,7 @@ _FORGETTING = (
 
 
 @experiment("forgetting-vs-experts", _FORGETTING)
-def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Forgetting and generalization error against the number of experts (THEORY.md section 6).
 
     Settings: ``M1``, ``M{N/2}``, ``M{N}``, ``M{2N}``, ``M{4N}`` with the ``gap``
@@ -234,7 +255,7 @@ def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool
     summaries, ``T1``, ``termination_round`` (R,), ``termination_round_median``,
     ``terminated_share``.
     """
-    run = _Run("forgetting-vs-experts", scale, seed, replicates, rounds, progress)
+    run = _Run("forgetting-vs-experts", scale, seed, replicates, rounds, progress, overrides)
     base = run.base()
     N = base.N
     counts = list(dict.fromkeys([1, max(1, N // 2), N, 2 * N, 4 * N]))
@@ -252,7 +273,7 @@ _TERMINATION = "M = 8 with and without early termination: F_t, G_t, expert load 
 
 
 @experiment("termination", _TERMINATION)
-def termination(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def termination(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Early termination on and off for M = 8 (Propositions 2 and 3).
 
     Settings ``M8`` (gap rule) and ``M8-noterm``. Arrays per label: the curves of
@@ -261,7 +282,7 @@ def termination(scale: str, seed: int, replicates=None, progress: bool = False, 
     `PURITY_WINDOWS` equal windows ending at ``purity_window_end``; ``purity_final/*``
     and ``purity_final_random/*`` over the last window.
     """
-    run = _Run("termination", scale, seed, replicates, rounds, progress)
+    run = _Run("termination", scale, seed, replicates, rounds, progress, overrides)
     base = run.base(M=8)
     run.planned = 2
     for termination_rule in ("gap", "none"):
@@ -279,7 +300,7 @@ _SPECIALISATION = "M = 8 with termination: the ground truth each expert's model 
 
 
 @experiment("specialisation", _SPECIALISATION)
-def specialisation(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def specialisation(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Which ground truth each expert specialises in (Proposition 1).
 
     Setting ``M8`` (gap rule). Arrays: ``M8/closest_truth`` (T, M), the truth
@@ -289,7 +310,7 @@ def specialisation(scale: str, seed: int, replicates=None, progress: bool = Fals
     summaries of the final number of experts closest to each truth; plus the curves of
     ``forgetting-vs-experts``.
     """
-    run = _Run("specialisation", scale, seed, replicates, rounds, progress)
+    run = _Run("specialisation", scale, seed, replicates, rounds, progress, overrides)
     config = run.base(M=8)
     run.planned = 1
     label = _label(config.M, config.termination)
@@ -310,7 +331,7 @@ _BLIND = "outside the regime (v_norm = 1, sigma_t = 1): the gate cannot see the 
 
 
 @experiment("blind-gate", _BLIND)
-def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """A case outside the regime of THEORY.md section 3a: no benefit from experts.
 
     Unit-norm feature signals and unit noise (``v_norm=1.0``, ``sigma_t=1.0``) hide
@@ -318,7 +339,7 @@ def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, r
     the curves of ``forgetting-vs-experts`` and ``purity_final/*``,
     ``purity_final_random/*`` over the last window of rounds.
     """
-    run = _Run("blind-gate", scale, seed, replicates, rounds, progress)
+    run = _Run("blind-gate", scale, seed, replicates, rounds, progress, overrides)
     base = run.base(v_norm=1.0, sigma_t=1.0)
     run.planned = 2
     for M in (1, 8):
@@ -337,7 +358,7 @@ _TOO_EARLY = (
 
 
 @experiment("too-early", _TOO_EARLY)
-def too_early(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def too_early(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Early termination that comes too early (THEORY.md section 3a).
 
     With few experts and widely spread ground truths (``M = 4``, ``sigma0 = 0.5``, so
@@ -350,7 +371,7 @@ def too_early(scale: str, seed: int, replicates=None, progress: bool = False, ro
     `PURITY_WINDOWS` equal windows ending at ``purity_window_end`` and
     ``purity_final/*``, ``purity_final_random/*`` over the last window.
     """
-    run = _Run("too-early", scale, seed, replicates, rounds, progress)
+    run = _Run("too-early", scale, seed, replicates, rounds, progress, overrides)
     base = run.base(M=4, sigma0=0.5)
     settings = [(1, "gap"), (4, "gap"), (4, "none")]
     run.planned = len(settings)
@@ -463,7 +484,7 @@ _REGIME_MAP = (
 
 
 @experiment("regime-map", _REGIME_MAP)
-def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None):
+def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """The regime map of book/regimes.md (THEORY.md section 3a), per-cell summaries only.
 
     Grid (`REGIME_GRIDS`): ``sigma_t`` (S values; ``grid/snr`` holds the gate
@@ -493,7 +514,7 @@ def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, r
     grid = REGIME_GRIDS[scale]
     R = grid.replicates if replicates is None else replicates
     T = grid.rounds if rounds is None else rounds
-    run = _Run("regime-map", scale, seed, R, T, progress)
+    run = _Run("regime-map", scale, seed, R, T, progress, overrides)
     settings = regime_settings(scale, rounds=run.T)
     base = run.base()
     counts = regime_expert_counts(grid, base.N)

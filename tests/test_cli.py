@@ -91,7 +91,7 @@ def test_no_progress_is_quiet(capsys, tmp_path):
 def test_run_help_documents_every_option(capsys):
     assert cli.main(["run", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("NAME", "--scale", "ci", "paper", "--seed", "--replicates", "--out", "--no-progress"):
+    for option in ("NAME", "--scale", "ci", "paper", "--seed", "--replicates", "--out", "--set", "--no-progress"):
         assert option in text
     for name in EXPERIMENTS:
         assert name in text
@@ -108,3 +108,39 @@ def test_python_dash_m_help():
 
 def test_result_path():
     assert cli.result_path("results", "blind-gate", "paper", 12) == os.path.join("results", "blind-gate-paper-seed12.npz")
+
+
+def test_set_overrides_config_fields(capsys, tmp_path):
+    argv = ["run", "specialisation", "--replicates", "2", "--out", str(tmp_path), "--no-progress",
+            "--set", "expert_update=gradient", "--set", "gradient_steps=3"]
+    assert cli.main(argv) == 0
+    path = tmp_path / "specialisation-ci-seed0-expert_update=gradient-gradient_steps=3.npz"
+    assert capsys.readouterr().out == f"{path}\n"
+    header, _ = load_results(path)
+    assert header["overrides"] == {"expert_update": "gradient", "gradient_steps": 3}
+    assert header["configs"]["M8"]["expert_update"] == "gradient"
+    assert header["configs"]["M8"]["gradient_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("M=3", ["forgetting-vs-experts sets M itself", "cannot be overridden"]),
+        ("colour=red", ["colour: not a field of moecl.Config"]),
+        ("eta=-1", ["eta=-1"]),
+        ("balance_loss=kl", ["balance_loss='kl'"]),
+    ],
+)
+def test_bad_overrides_exit_2(capsys, tmp_path, override, words):
+    argv = ["run", "forgetting-vs-experts", "--replicates", "2", "--out", str(tmp_path), "--no-progress",
+            "--set", override]
+    assert cli.main(argv) == 2
+    line = _error_line(capsys)
+    for word in words:
+        assert word in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_set_needs_field_equals_value(capsys):
+    assert cli.main(["run", "termination", "--set", "entropy"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
