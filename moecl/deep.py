@@ -16,11 +16,19 @@ Algorithm 1 with neural experts:
   the load-balancing loss Eq. (7), until the termination rule stops it after T1
   rounds. The gate code is `moecl.gate`, the same as the linear engine's.
 
+The same loop runs the methods the book compares the paper's MoE with
+(``DeepConfig.method``, `moecl.strategies_deep`): SEED-style expert selection with
+a Bayes ensemble (Rypesc et al., ICLR 2024), one network fine-tuned on every task, and
+joint training on every task seen so far. Only the choice of the expert, what it
+trains on and how the ensemble predicts differ.
+
 Metrics (`RoundRecords`) after every round, on held-out test images of every task
-type: test loss (cross-entropy) and accuracy of every expert on every type. The
-paper's forgetting and generalization error, the accuracy matrix, average accuracy
-and backward transfer follow from these tables and the routing history
-(`moecl.metrics`).
+type: test loss (cross-entropy) and accuracy of every expert on every type, SEED's
+ensemble prediction, and on class-incremental streams each method's prediction over
+all classes seen so far. The paper's forgetting and generalization error, the
+accuracy matrix, average accuracy, forgetting and backward transfer follow from these
+tables and the routing history in either scenario (`prediction_tables`,
+`accuracy_matrix`, `summarise`, all through `moecl.metrics`).
 
 Long runs write a checkpoint every ``checkpoint_every`` rounds (atomically); running
 the same call again resumes from it and ends with the same numbers as an
@@ -40,12 +48,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import gate
+from . import gate, metrics, strategies_deep
 from .config import _check_int, _check_real
 from .progress import progress_bar
 
 ARCHITECTURES = ("cnn", "resnet18")
 DEVICES = ("auto", "cpu", "cuda")
+TASK_ORDERS = ("random", "cyclic")
+#: Evaluation scenarios: task-incremental (the task's identity is known at test time)
+#: and class-incremental (prediction over every class seen so far).
+SCENARIOS = ("task", "class")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -70,6 +82,13 @@ class DeepConfig:
     test_samples: test images per task type used for the metrics (``None``: all).
     device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; on CUDA the
     experts train in bf16 autocast.
+    method: how the expert of a round is chosen (`moecl.strategies_deep`): ``"gate"``
+    (the paper's MoE), ``"seed"`` (SEED-style KL selection and Bayes ensemble),
+    ``"finetune"`` (one network, M = 1) or ``"joint"`` (one network trained on all task
+    types seen so far, M = 1).
+    task_order: ``"random"`` (the paper: each round's type uniform over the N types) or
+    ``"cyclic"`` (types 0, 1, ..., N-1, 0, 1, ...: the literature's sequence of tasks).
+    shrinkage: SEED's variance shrinkage (`moecl.strategies_deep.fit_gaussian`).
     """
 
     M: int = 4
@@ -89,6 +108,9 @@ class DeepConfig:
     gate_dim: int | None = None
     test_samples: int | None = 200
     device: str = "auto"
+    method: str = "gate"
+    task_order: str = "random"
+    shrinkage: float = 0.5
 
     def __post_init__(self):
         for name in ("M", "T", "samples_per_round", "epochs", "batch_size", "width"):
@@ -109,6 +131,15 @@ class DeepConfig:
             raise ValueError(f"termination={self.termination!r} is not one of {tuple(gate.TERMINATION_RULES)}")
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r} is not one of {DEVICES}")
+        if self.method not in strategies_deep.METHODS:
+            raise ValueError(f"method={self.method!r} is not one of {strategies_deep.METHODS}")
+        if self.method in ("finetune", "joint") and self.M != 1:
+            raise ValueError(f"method={self.method!r} trains one network: M must be 1, got M={self.M}")
+        if self.task_order not in TASK_ORDERS:
+            raise ValueError(f"task_order={self.task_order!r} is not one of {TASK_ORDERS}")
+        _check_real("shrinkage", self.shrinkage, low=0.0)
+        if self.shrinkage > 1:
+            raise ValueError(f"shrinkage={self.shrinkage!r} must lie in [0, 1]")
 
     def replace(self, **changes) -> "DeepConfig":
         """A copy with some fields changed (T1 derived again unless given or set by hand)."""
@@ -152,8 +183,12 @@ class SmallCNN(nn.Module):
             nn.Linear(4 * width, num_outputs),
         )
 
+    def embed(self, x):
+        """Penultimate features (4 * width): the input of the last linear layer."""
+        return self.classifier[:-1](self.features(x))
+
     def forward(self, x):
-        return self.classifier(self.features(x))
+        return self.classifier[-1](self.embed(x))
 
 
 class _BasicBlock(nn.Module):
@@ -190,14 +225,23 @@ class ResNet18(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_outputs))
 
+    def embed(self, x):
+        """Penultimate features (8 * width): the pooled output of the last stage."""
+        return self.head[:-1](self.blocks(self.stem(x)))
+
     def forward(self, x):
-        return self.head(self.blocks(self.stem(x)))
+        return self.head[-1](self.embed(x))
 
 
 def make_expert(config: DeepConfig, image_shape: tuple, num_outputs: int) -> nn.Module:
     """One expert network of ``config.architecture`` for images (C, H, W)."""
     cls = SmallCNN if config.architecture == "cnn" else ResNet18
     return cls(image_shape[0], num_outputs, config.width)
+
+
+def model_outputs(model: nn.Module) -> int:
+    """Width of an expert's output layer."""
+    return (model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1]).out_features
 
 
 def parameter_vector(model: nn.Module) -> torch.Tensor:
@@ -227,8 +271,18 @@ class RoundRecords:
 
     tasks, experts: the routing history n_t, m_t. test_loss, test_accuracy (T, M, N):
     each expert's cross-entropy and accuracy on each task type's test images after
-    round t. gate_values (T, M): h_m at routing time. change_norm (T,): norm of the
-    selected expert's parameter change. termination_round: T2 (-1: never).
+    round t, task-incremental (its outputs restricted to the type's classes).
+    gate_values (T, M): the selection scores at routing time: the gate values h_m for
+    ``method="gate"``, SEED's KL scores for ``"seed"`` (NaN while SEED fills its
+    experts), zeros otherwise. change_norm (T,): norm of the selected expert's
+    parameter change. termination_round: T2 (-1: never; the gate only).
+
+    method, scenario: the config's method and the stream's scenario.
+    ensemble_loss, ensemble_accuracy (T, N): SEED's Bayes-ensemble prediction over the
+    type's classes (``None`` for the other methods, whose task-incremental prediction
+    is the expert that learned the task). class_loss, class_accuracy (T, N): the
+    method's class-incremental prediction over every class seen by round t (NaN for
+    types not seen yet; ``None`` unless the stream's scenario is ``"class"``).
     """
 
     tasks: np.ndarray
@@ -240,6 +294,12 @@ class RoundRecords:
     termination_round: int = -1
     source: str = ""
     wall_time: float = field(default=0.0, compare=False)
+    method: str = "gate"
+    scenario: str = ""
+    ensemble_loss: np.ndarray | None = None
+    ensemble_accuracy: np.ndarray | None = None
+    class_loss: np.ndarray | None = None
+    class_accuracy: np.ndarray | None = None
 
     def load(self) -> np.ndarray:
         """f_t^(m): fraction of rounds 1..t routed to each expert, (T, M)."""
@@ -251,9 +311,40 @@ class RoundRecords:
 # --------------------------------------------------------------------------- the run
 
 
+def _context(config: DeepConfig, stream, seed_sequence) -> dict:
+    """What the strategies need to know about the stream: gate feature, class numbering."""
+    centre = np.mean([task.train_images.reshape(len(task.train_images), -1).mean(axis=0) for task in stream],
+                     axis=0, dtype=np.float64)
+    dim = centre.size
+    projection = None
+    if config.gate_dim is not None:
+        projection = np.random.default_rng(seed_sequence).standard_normal((config.gate_dim, dim)) / math.sqrt(dim)
+    k = stream.num_outputs
+    global_labels = stream.scenario == "class"
+    outputs = [np.unique(np.concatenate([task.train_labels, task.test_labels])) for task in stream]
+
+    def class_index(n, labels):
+        """SEED's class numbering: global labels in the class scenario, else ``n * outputs + label``."""
+        labels = np.asarray(labels)
+        return labels if global_labels else n * k + labels
+
+    return {
+        "centre": centre, "projection": projection, "gate_dim": config.gate_dim or dim,
+        "gate_feature": lambda images: gate_feature(images, centre, projection),
+        "class_index": class_index, "num_classes": k if global_labels else stream.N * k,
+        "outputs": outputs, "global_labels": global_labels,
+    }
+
+
 def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 10, progress: bool = False) -> RoundRecords:
     """Run Algorithm 1 with deep experts on a task stream (`moecl.data.TaskStream`).
+
+    One loop serves every method of ``config.method`` (`moecl.strategies_deep`): each
+    round draws a task type and ``samples_per_round`` of its images, the strategy picks
+    the expert, that expert alone trains (Adam, cross-entropy), the strategy updates its
+    state (gate step Eq. (9) and termination; SEED's class Gaussians) and every
+    prediction is evaluated on every type's test images (`RoundRecords`).
 
     ``seed`` seeds everything (expert initialisation, task draws, sampling, batch
     order, routing noise). With ``checkpoint`` a file is written atomically every
@@ -274,22 +365,21 @@ def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike
     torch.manual_seed(int(init_ss.generate_state(1)[0]))
     models = [make_expert(config, stream.image_shape, stream.num_outputs).to(device) for _ in range(M)]
     rng = np.random.default_rng(draw_ss)
-
-    centre = np.mean([task.train_images.reshape(len(task.train_images), -1).mean(axis=0) for task in stream],
-                     axis=0, dtype=np.float64)
-    dim = centre.size
-    projection = None
-    if config.gate_dim is not None:
-        projection = np.random.default_rng(gate_ss).standard_normal((config.gate_dim, dim)) / math.sqrt(dim)
+    context = _context(config, stream, gate_ss)
+    with torch.no_grad():
+        context["feature_dim"] = int(models[0].embed(
+            torch.zeros((1, *stream.image_shape), device=device)).shape[1])
+    strategy = strategies_deep.make_strategy(config, stream, context)
     tests = [_test_set(task, config.test_samples, device) for task in stream]
+    class_scenario = stream.scenario == "class"
 
-    rule = gate.TERMINATION_RULES[config.termination]
+    def embed(k, images):
+        return _features(models[k], torch.as_tensor(np.array(images), device=device))
+
     state = {
         "t": 0,
-        "theta": np.zeros((M, config.gate_dim or dim)),
-        "flags": rule.initial_flags((M,)),
-        "training": True,
-        "routed": np.zeros(M),
+        "strategy": strategy.initial_state(),
+        "seen": np.zeros(N, dtype=bool),
         "records": RoundRecords(
             tasks=np.zeros(T, dtype=np.int64),
             experts=np.zeros(T, dtype=np.int64),
@@ -298,46 +388,52 @@ def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike
             gate_values=np.zeros((T, M)),
             change_norm=np.zeros(T),
             source=stream.source,
+            method=config.method,
+            scenario=stream.scenario,
+            ensemble_loss=np.full((T, N), np.nan) if config.method == "seed" else None,
+            ensemble_accuracy=np.full((T, N), np.nan) if config.method == "seed" else None,
+            class_loss=np.full((T, N), np.nan) if class_scenario else None,
+            class_accuracy=np.full((T, N), np.nan) if class_scenario else None,
         ),
     }
     if checkpoint is not None and os.path.exists(checkpoint):
         _restore(checkpoint, identity, state, models, rng)
-    # (M, N) tables of the current experts; after a resume, of the restored experts.
-    current_loss, current_acc = (np.array(table) for table in zip(*[_evaluate(model, tests) for model in models]))
+    # Logits and features of every expert on every type's test images; after a resume,
+    # of the restored experts. Only the trained expert's entry changes in a round.
+    outputs = [_outputs(model, tests) for model in models]
+    gate_inputs = None
+    if class_scenario and config.method == "gate":
+        gate_inputs = [(np.asarray(x.cpu(), dtype=np.float64).reshape(len(x), -1) - context["centre"])
+                       for x, _ in tests]
+        if context["projection"] is not None:
+            gate_inputs = [g @ context["projection"].T for g in gate_inputs]
 
     records = state["records"]
     bar = progress_bar(T, progress, initial=state["t"])
     try:
         for t in range(state["t"] + 1, T + 1):
-            n = int(rng.integers(N))
+            n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
             task = stream[n]
             picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
                                 replace=False)
             images, labels = task.train_images[picked], task.train_labels[picked]
-            xbar = gate_feature(images, centre, projection)
-            h = gate.gate_values(state["theta"], xbar)  # Eq. (1)
-            m = int(gate.route(h, config.lambda_ * rng.random(M)))  # Eq. (2)
+            m, scores = strategy.select(state["strategy"], t, n, images, labels, rng, embed)
 
+            chosen = strategy.training_set(state["strategy"], n, picked, rng)
+            train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
+            train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
             before = parameter_vector(models[m])
-            _train(models[m], images, labels, config, rng, device)
+            _train(models[m], train_x, train_y, config, rng, device)
             change_norm = float(torch.linalg.vector_norm(parameter_vector(models[m]) - before))
-            current_loss[m], current_acc[m] = _evaluate(models[m], tests)
+            outputs[m] = _outputs(models[m], tests)
 
-            state["routed"][m] += 1
-            flags, stop = rule.update(state["flags"], h, m, t, config.T1, config.Gamma)
-            state["flags"] = flags
-            if state["training"] and stop:
+            if strategy.after_training(state["strategy"], t, n, m, images, labels, scores, change_norm, embed):
                 records.termination_round = t
-                state["training"] = False
-            if state["training"]:
-                pi = gate.softmax(h)
-                c = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(
-                    pi, state["routed"] / t, config.alpha, t)
-                state["theta"] = gate.gate_step(state["theta"], c, xbar, config.eta)  # Eq. (9)
+            state["seen"][n] = True
 
             records.tasks[t - 1], records.experts[t - 1] = n, m
-            records.test_loss[t - 1], records.test_accuracy[t - 1] = current_loss, current_acc
-            records.gate_values[t - 1], records.change_norm[t - 1] = h, change_norm
+            records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
+            _record_round(records, t - 1, outputs, tests, context, state, config, gate_inputs)
             state["t"] = t
             bar.update(1)
             if checkpoint is not None and (t % checkpoint_every == 0 or t == T):
@@ -346,6 +442,60 @@ def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike
         bar.close()
     records.wall_time = time.perf_counter() - started
     return records
+
+
+def _log_softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    return scores - np.log(np.sum(np.exp(scores), axis=1, keepdims=True))
+
+
+def _score(log_posterior: np.ndarray, candidates: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Cross-entropy and accuracy of a (n, C) log posterior over ``candidates`` against labels."""
+    position = np.searchsorted(candidates, labels)
+    rows = np.arange(len(labels))
+    loss = float(-np.mean(log_posterior[rows, position]))
+    accuracy = float(np.mean(candidates[np.argmax(log_posterior, axis=1)] == labels))
+    return loss, accuracy
+
+
+def _record_round(records, row, outputs, tests, context, state, config, gate_inputs) -> None:
+    """Fill round ``row`` of the tables (`RoundRecords`) from the experts' test outputs."""
+    M, N = len(outputs), len(tests)
+    labels = [np.asarray(y.cpu()) for _, y in tests]
+    task_classes = context["outputs"]  # expert outputs of each type (its labels)
+    for m in range(M):
+        for n in range(N):
+            logits = outputs[m][n][0]
+            records.test_loss[row, m, n], records.test_accuracy[row, m, n] = _score(
+                _log_softmax(logits[:, task_classes[n]]), task_classes[n], labels[n])
+    strategy_state = state["strategy"]
+    if config.method == "seed":
+        trained = np.flatnonzero(strategy_state["trained"])
+        features = [np.array([outputs[k][n][1] for k in trained]) for n in range(N)]
+
+        def ensemble(n, classes):
+            return strategies_deep.bayes_ensemble_log_posterior(
+                features[n], strategy_state["mu"][np.ix_(trained, classes)],
+                strategy_state["var"][np.ix_(trained, classes)])
+
+        for n in range(N):
+            classes = context["class_index"](n, task_classes[n])
+            if strategy_state["fitted"][classes].all():
+                records.ensemble_loss[row, n], records.ensemble_accuracy[row, n] = _score(
+                    ensemble(n, classes), classes, context["class_index"](n, labels[n]))
+    if records.class_accuracy is not None:
+        seen = np.unique(np.concatenate([task_classes[n] for n in np.flatnonzero(state["seen"])]))
+        for n in np.flatnonzero(state["seen"]):
+            if config.method == "seed":
+                log_posterior = ensemble(n, seen)
+            else:
+                if config.method == "gate":  # route each test image by the gate, no noise (book choice)
+                    routed = np.argmax(gate_inputs[n] @ strategy_state["theta"].T, axis=1)
+                else:
+                    routed = np.zeros(len(labels[n]), dtype=np.int64)
+                logits = np.stack([outputs[m][n][0] for m in range(M)])[routed, np.arange(len(routed))]
+                log_posterior = _log_softmax(logits[:, seen])
+            records.class_loss[row, n], records.class_accuracy[row, n] = _score(log_posterior, seen, labels[n])
 
 
 def _test_set(task, limit, device):
@@ -362,9 +512,18 @@ def _autocast(device):
 
 
 def _train(model, images, labels, config: DeepConfig, rng, device) -> None:
-    """Train the selected expert on the task's samples: Adam, ``epochs`` passes, seeded batch order."""
+    """Train the selected expert on the task's samples: Adam, ``epochs`` passes, seeded batch order.
+
+    The cross-entropy runs over the outputs of the classes present in the training set
+    (**book choice**, the usual masked loss of class-incremental fine-tuning: a new
+    task's classes are learned without pushing down the logits of classes it does not
+    contain; with every output present, as in the one-vs-rest tasks, it is the plain loss).
+    """
+    present = np.unique(labels)
     x = torch.as_tensor(np.array(images), device=device)
-    y = torch.as_tensor(np.array(labels), device=device)
+    y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
+    columns = torch.as_tensor(present, device=device)
+    full = len(present) == model_outputs(model) and np.array_equal(present, np.arange(len(present)))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(config.epochs):
@@ -373,22 +532,32 @@ def _train(model, images, labels, config: DeepConfig, rng, device) -> None:
             batch = order[start:start + config.batch_size]
             optimiser.zero_grad(set_to_none=True)
             with _autocast(device):
-                loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+                logits = model(x[batch])
+                loss = nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch])
             loss.backward()
             optimiser.step()
 
 
 @torch.no_grad()
-def _evaluate(model, tests) -> tuple[np.ndarray, np.ndarray]:
-    """Test loss and accuracy of one expert on every task type's test set, (N,) each."""
+def _features(model, x) -> np.ndarray:
+    """Penultimate features of images x, float64 (n, D)."""
     model.eval()
-    losses, accuracies = [], []
-    for x, y in tests:
+    with _autocast(x.device):
+        return np.asarray(model.embed(x).float().cpu(), dtype=np.float64)
+
+
+@torch.no_grad()
+def _outputs(model, tests) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(logits, penultimate features) of one expert on every task type's test set, float64."""
+    model.eval()
+    result = []
+    for x, _ in tests:
         with _autocast(x.device):
-            logits = model(x).float()
-        losses.append(float(nn.functional.cross_entropy(logits, y)))
-        accuracies.append(float((logits.argmax(dim=1) == y).float().mean()))
-    return np.array(losses), np.array(accuracies)
+            z = model.embed(x)
+            logits = (model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1])(z)
+        result.append((np.asarray(logits.float().cpu(), dtype=np.float64),
+                       np.asarray(z.float().cpu(), dtype=np.float64)))
+    return result
 
 
 def _save(path, identity, state, models, rng) -> None:
@@ -427,19 +596,50 @@ def _restore(path, identity, state, models, rng) -> None:
     rng.bit_generator.state = payload["rng"]
 
 
+# --------------------------------------------------------------------------- metrics
 
-def summarise(records: RoundRecords, after: int = 0) -> dict:
-    """Final numbers of one deep run: the paper's F_T and G_T (test loss), the
-    continual-learning accuracy metrics, and routing concentration over rounds ``after + 1 .. T``."""
-    from . import metrics
 
-    forgetting, generalization = metrics.forgetting_and_generalization(
-        records.test_loss, records.tasks, records.experts)
-    R = metrics.accuracy_matrix(records.test_accuracy, records.tasks, records.experts)
+def prediction_tables(records: RoundRecords, scenario: str = "task"):
+    """(loss, accuracy, experts) of the method's prediction, for `moecl.metrics`.
+
+    ``loss`` and ``accuracy`` are (T, M', N) tables and ``experts`` (T,) says which row
+    answers round i's task. Task-incremental: the expert m_i that learned the task (the
+    paper's definition; for fine-tuning and joint training the one network), or SEED's
+    Bayes ensemble over the task's classes. Class-incremental: the method's prediction
+    over every class seen so far (`RoundRecords.class_accuracy`).
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario={scenario!r} is not one of {SCENARIOS}")
+    zeros = np.zeros(len(records.tasks), dtype=np.int64)
+    if scenario == "class":
+        if records.class_accuracy is None:
+            raise ValueError(f"scenario='class' needs a class-incremental stream; this run's stream is "
+                             f"{records.scenario!r}")
+        return records.class_loss[:, None, :], records.class_accuracy[:, None, :], zeros
+    if records.ensemble_accuracy is not None:
+        return records.ensemble_loss[:, None, :], records.ensemble_accuracy[:, None, :], zeros
+    return records.test_loss, records.test_accuracy, records.experts
+
+
+def accuracy_matrix(records: RoundRecords, scenario: str = "task") -> np.ndarray:
+    """R[t, i] of a run in a scenario (`prediction_tables`, `moecl.metrics.accuracy_matrix`)."""
+    _, accuracy, experts = prediction_tables(records, scenario)
+    return metrics.accuracy_matrix(accuracy, records.tasks, experts)
+
+
+def summarise(records: RoundRecords, after: int = 0, scenario: str = "task") -> dict:
+    """Final numbers of one deep run in a scenario: the paper's F_T and G_T (test loss),
+    the continual-learning accuracy metrics (average accuracy, forgetting, backward
+    transfer, all from the accuracy matrix) and routing concentration over rounds
+    ``after + 1 .. T``."""
+    loss, accuracy, experts = prediction_tables(records, scenario)
+    forgetting, generalization = metrics.forgetting_and_generalization(loss, records.tasks, experts)
+    R = metrics.accuracy_matrix(accuracy, records.tasks, experts)
     return {
         "forgetting": float(forgetting[-1]),
         "generalization": float(generalization[-1]),
         "average_accuracy": metrics.average_accuracy(R),
+        "accuracy_forgetting": metrics.accuracy_forgetting(R),
         "backward_transfer": metrics.backward_transfer(R),
         "concentration": metrics.routing_concentration(
             records.tasks[after:], records.experts[after:], records.test_loss.shape[2]),

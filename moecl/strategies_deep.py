@@ -1,0 +1,241 @@
+"""Expert-selection strategies of the deep runs: the paper's gate, SEED, fine-tuning, joint training.
+
+`moecl.deep.run` has one loop (draw a task, pick an expert, train it, evaluate);
+what differs between the methods it compares is how the expert is picked, what it
+trains on and how the ensemble predicts. Those pieces live here, one class per
+method, chosen by ``DeepConfig.method``:
+
+* ``"gate"`` - the paper's MoE: linear gate Eq. (1), noisy top-1 routing Eq. (2),
+  gate step Eq. (9) on the locality and load-balancing losses Eq. (6)-(7), frozen by
+  the termination rule after T1 rounds (`moecl.gate`).
+* ``"seed"`` - SEED-style selection (Rypesc et al., ICLR 2024, "Divide and not
+  forget"): every expert keeps a diagonal Gaussian per class on its penultimate
+  features; while some expert has never been trained, a new task goes to the first
+  untrained one (SEED's first K tasks); afterwards to the expert in whose feature
+  space the task's classes are most separated, the largest mean pairwise symmetric KL
+  divergence between their Gaussians (`symmetric_kl`, `kl_scores`). After training,
+  every trained expert fits Gaussians to the task's classes. Prediction is the Bayes
+  ensemble `bayes_ensemble_log_posterior`. SEED's feature distillation of the
+  fine-tuned expert is not used (book choice; the plain cross-entropy variant).
+* ``"finetune"`` - one network (M = 1) trained on every task in turn (lower reference).
+* ``"joint"`` - one network trained each round on the task's fresh samples plus, for
+  every other task type seen so far, as many samples drawn from everything seen of
+  that type (upper reference; book choice: a bounded replay of all data seen, so a
+  round costs at most N times a fine-tuning round).
+
+A strategy keeps its state in a plain dict (numpy arrays and numbers) so that the
+run's checkpoint can store it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import gate
+
+METHODS = ("gate", "seed", "finetune", "joint")
+
+
+# --------------------------------------------------------------------------- SEED's Gaussians
+
+
+def fit_gaussian(features: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and diagonal variance of one class's features (n, D), float64.
+
+    **Book choice** (SEED fits a full covariance with a growing ridge ``eps``): the
+    variance is shrunk towards its mean over dimensions,
+    ``var = (1 - s) var_d + s mean_d(var_d) + 1e-4``, ``s = shrinkage``, so that
+    dimensions a ReLU keeps at zero do not give zero variance.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or len(features) < 1:
+        raise ValueError(f"features of shape {features.shape} must be (n >= 1, D)")
+    mean = features.mean(axis=0)
+    var = features.var(axis=0)
+    var = (1.0 - shrinkage) * var + shrinkage * var.mean() + 1e-4
+    return mean, var
+
+
+def symmetric_kl(mu_p, var_p, mu_q, var_q) -> np.ndarray:
+    """``KL(p||q) + KL(q||p)`` of diagonal Gaussians (last axis: dimensions).
+
+    ``= 1/2 sum_d [var_p/var_q + var_q/var_p - 2 + (mu_p - mu_q)^2 (1/var_p + 1/var_q)]``.
+    """
+    mu_p, var_p, mu_q, var_q = (np.asarray(a, dtype=np.float64) for a in (mu_p, var_p, mu_q, var_q))
+    difference = (mu_p - mu_q) ** 2
+    return 0.5 * np.sum(var_p / var_q + var_q / var_p - 2.0 + difference * (1.0 / var_p + 1.0 / var_q), axis=-1)
+
+
+def kl_scores(mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """SEED's selection score of every expert: mean pairwise symmetric KL of the task's classes.
+
+    ``mu``, ``var``: (M, k, D), the Gaussians of the new task's k classes in each of
+    the M experts' feature spaces. Returns (M,): ``2/(k(k-1)) sum_{i<j} KL_sym(c_i, c_j)``.
+    SEED fine-tunes the expert with the largest score (`np.argmax`; the first on ties).
+    """
+    mu, var = np.asarray(mu, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    if mu.ndim != 3 or mu.shape != var.shape:
+        raise ValueError(f"mu {mu.shape} and var {var.shape} must both be (M, k, D)")
+    k = mu.shape[1]
+    if k < 2:
+        raise ValueError(f"a task with k={k} class has no pairs of classes to separate; SEED needs k >= 2")
+    if np.any(var <= 0):
+        raise ValueError("var must be positive")
+    i, j = np.triu_indices(k, 1)
+    return symmetric_kl(mu[:, i], var[:, i], mu[:, j], var[:, j]).mean(axis=1)
+
+
+def log_likelihoods(features: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``log N(z; mu_c, diag var_c)`` for features (n, D) and classes (C, D) -> (n, C)."""
+    features = np.asarray(features, dtype=np.float64)
+    return -0.5 * (np.sum(np.log(2 * math.pi * var), axis=-1)[None, :]
+                   + np.sum((features[:, None, :] - mu[None]) ** 2 / var[None], axis=-1))
+
+
+def bayes_ensemble_log_posterior(features: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """SEED's Bayes ensemble: ``log softmax_c (1/M sum_m log N(z_m; mu_mc, var_mc))``.
+
+    ``features`` (M, n, D): each expert's penultimate features of n images;
+    ``mu``, ``var`` (M, C, D): the candidate classes' Gaussians in each expert.
+    Returns the log posterior (n, C) over the candidate classes. (SEED's published code
+    softmaxes each expert's log-likelihoods with a temperature before averaging; the book
+    averages the log-likelihoods, the product-of-experts form of the Bayes rule.)
+    """
+    features, mu, var = (np.asarray(a, dtype=np.float64) for a in (features, mu, var))
+    if features.ndim != 3 or mu.ndim != 3 or mu.shape != var.shape or features.shape[0] != mu.shape[0] \
+            or features.shape[2] != mu.shape[2]:
+        raise ValueError(f"features {features.shape} must be (M, n, D) and mu, var {mu.shape} (M, C, D)")
+    score = np.mean([log_likelihoods(z, m, v) for z, m, v in zip(features, mu, var)], axis=0)
+    score -= score.max(axis=1, keepdims=True)
+    return score - np.log(np.sum(np.exp(score), axis=1, keepdims=True))
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class Strategy:
+    """Base: the one network of fine-tuning (always expert 0), trained on the task's samples."""
+
+    name = "finetune"
+
+    def __init__(self, config, stream, context):
+        self.config, self.stream, self.context = config, stream, context
+
+    def initial_state(self) -> dict:
+        return {}
+
+    def select(self, state, t, n, images, labels, rng, embed):
+        """(expert m_t, selection scores (M,)) for round t's task of type n."""
+        return 0, np.zeros(self.config.M)
+
+    def training_set(self, state, n, picked, rng):
+        """Indices into task n's training set that the selected expert trains on."""
+        return {n: picked}
+
+    def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed) -> bool:
+        """Bookkeeping after the expert trained; returns True when the gate terminates this round."""
+        return False
+
+
+class GateStrategy(Strategy):
+    """The paper's gate: Eq. (1)-(3) routing, Eq. (6)-(9) training, termination after T1."""
+
+    name = "gate"
+
+    def initial_state(self):
+        M = self.config.M
+        return {"theta": np.zeros((M, self.context["gate_dim"])),
+                "flags": gate.TERMINATION_RULES[self.config.termination].initial_flags((M,)),
+                "training": True, "routed": np.zeros(M), "xbar": None}
+
+    def select(self, state, t, n, images, labels, rng, embed):
+        xbar = self.context["gate_feature"](images)
+        h = gate.gate_values(state["theta"], xbar)  # Eq. (1)
+        m = int(gate.route(h, self.config.lambda_ * rng.random(self.config.M)))  # Eq. (2)
+        state["xbar"] = xbar
+        return m, h
+
+    def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed):
+        config, h, xbar = self.config, scores, state["xbar"]
+        state["routed"][m] += 1
+        rule = gate.TERMINATION_RULES[config.termination]
+        state["flags"], stop = rule.update(state["flags"], h, m, t, config.T1, config.Gamma)
+        stopped_now = bool(state["training"] and stop)
+        if stopped_now:
+            state["training"] = False
+        if state["training"]:
+            pi = gate.softmax(h)
+            c = gate.locality_grad(pi, m, change_norm) + gate.load_balance_grad(
+                pi, state["routed"] / t, config.alpha, t)
+            state["theta"] = gate.gate_step(state["theta"], c, xbar, config.eta)  # Eq. (9)
+        return stopped_now
+
+
+class SeedStrategy(Strategy):
+    """SEED: KL-based choice of the expert to fine-tune, Gaussians per class, Bayes ensemble."""
+
+    name = "seed"
+
+    def initial_state(self):
+        M, C, D = self.config.M, self.context["num_classes"], self.context["feature_dim"]
+        return {"mu": np.zeros((M, C, D)), "var": np.ones((M, C, D)), "fitted": np.zeros(C, dtype=bool),
+                "trained": np.zeros(M, dtype=bool)}
+
+    def _fit(self, features, labels, classes):
+        mu, var = zip(*[fit_gaussian(features[labels == c], self.config.shrinkage) for c in classes])
+        return np.array(mu), np.array(var)
+
+    def select(self, state, t, n, images, labels, rng, embed):
+        M = self.config.M
+        untrained = np.flatnonzero(~state["trained"])
+        if untrained.size:  # SEED's first K tasks: a fresh expert each
+            return int(untrained[0]), np.full(M, np.nan)
+        classes = self.context["class_index"](n, labels)
+        present = np.unique(classes)
+        if present.size < 2:  # a batch with one class: nothing to separate, keep expert 0
+            return 0, np.full(M, np.nan)
+        fits = [self._fit(embed(k, images), classes, present) for k in range(M)]
+        scores = kl_scores(np.array([f[0] for f in fits]), np.array([f[1] for f in fits]))
+        return int(np.argmax(scores)), scores
+
+    def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed):
+        state["trained"][m] = True
+        classes = self.context["class_index"](n, labels)
+        present = np.unique(classes)
+        for k in np.flatnonzero(state["trained"]):
+            state["mu"][k, present], state["var"][k, present] = self._fit(embed(k, images), classes, present)
+        state["fitted"][present] = True
+        return False
+
+
+class JointStrategy(Strategy):
+    """Joint training on all task types seen so far (bounded replay, see the module docstring)."""
+
+    name = "joint"
+
+    def initial_state(self):
+        return {"seen": {}}
+
+    def training_set(self, state, n, picked, rng):
+        seen = state["seen"]
+        seen[n] = np.union1d(seen.get(n, np.zeros(0, dtype=np.int64)), picked)
+        chosen = {}
+        for other in sorted(seen):
+            if other == n:
+                chosen[other] = picked
+            else:
+                pool = seen[other]
+                chosen[other] = rng.choice(pool, size=min(len(picked), len(pool)), replace=False)
+        return chosen
+
+
+STRATEGIES = {"gate": GateStrategy, "seed": SeedStrategy, "finetune": Strategy, "joint": JointStrategy}
+
+
+def make_strategy(config, stream, context) -> Strategy:
+    """The strategy object of ``config.method``."""
+    if config.method not in STRATEGIES:
+        raise ValueError(f"method={config.method!r} is not one of {METHODS}")
+    return STRATEGIES[config.method](config, stream, context)

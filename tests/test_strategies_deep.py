@@ -1,0 +1,243 @@
+"""SEED-style selection, the Bayes ensemble, the baselines and the scenario metrics of `moecl.deep`."""
+
+import math
+
+import numpy as np
+import pytest
+
+from moecl import data, deep, metrics
+from moecl import strategies_deep as sd
+
+
+# --------------------------------------------------------------------------- SEED's rule by hand
+
+
+def test_symmetric_kl_by_hand():
+    # p = N(0, 1), q = N(1, 2): KL(p||q) = (1/2 + 1/2 - 1 + ln 2)/2, KL(q||p) = (2 + 1 - 1 - ln 2)/2; sum = 1.
+    assert sd.symmetric_kl([0.0], [1.0], [1.0], [2.0]) == pytest.approx(1.0)
+    assert sd.symmetric_kl([0.3, -1.0], [0.5, 2.0], [0.3, -1.0], [0.5, 2.0]) == pytest.approx(0.0)
+    # Two dimensions add.
+    assert sd.symmetric_kl([0.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 1.0]) == pytest.approx(1.0 + 4.0)
+
+
+def test_kl_rule_picks_the_expert_that_separates_the_classes():
+    # Three experts, a task of three classes in D = 2. Expert 1 keeps the classes far apart,
+    # expert 0 lets them overlap, expert 2 separates them less than expert 1.
+    means = {0: [[0, 0], [0.1, 0], [0, 0.1]], 1: [[0, 0], [3, 0], [0, 3]], 2: [[0, 0], [1, 0], [0, 1]]}
+    mu = np.array([means[m] for m in range(3)], dtype=float)
+    var = np.ones_like(mu)
+    scores = sd.kl_scores(mu, var)
+    # Unit variances: KL_sym = |mu_i - mu_j|^2, so expert 1's mean over the three pairs is (9 + 9 + 18) / 3.
+    np.testing.assert_allclose(scores, [(0.01 + 0.01 + 0.02) / 3, 12.0, 4 / 3])
+    assert int(np.argmax(scores)) == 1
+    # Wide variances in expert 1 make its classes overlap: the rule moves to expert 2.
+    var[1] = 100.0
+    assert int(np.argmax(sd.kl_scores(mu, var))) == 2
+
+
+def test_bayes_ensemble_by_hand():
+    # Two experts, 1-d features, classes c0, c1; one image with features z = (0.5 in expert 0, 2.0 in expert 1).
+    features = np.array([[[0.5]], [[2.0]]])
+    mu = np.array([[[0.0], [1.0]], [[2.0], [0.0]]])
+    var = np.array([[[1.0], [1.0]], [[1.0], [4.0]]])
+
+    def log_normal(z, m, v):
+        return -0.5 * (math.log(2 * math.pi * v) + (z - m) ** 2 / v)
+
+    score = [(log_normal(0.5, 0.0, 1.0) + log_normal(2.0, 2.0, 1.0)) / 2,
+             (log_normal(0.5, 1.0, 1.0) + log_normal(2.0, 0.0, 4.0)) / 2]
+    expected = np.array(score) - math.log(math.exp(score[0]) + math.exp(score[1]))
+    np.testing.assert_allclose(sd.bayes_ensemble_log_posterior(features, mu, var)[0], expected)
+    np.testing.assert_allclose(np.exp(sd.bayes_ensemble_log_posterior(features, mu, var)).sum(axis=1), 1.0)
+
+
+def test_fit_gaussian_shrinks_the_variance():
+    features = np.array([[0.0, 1.0], [2.0, 1.0]])  # per-dimension variances 1 and 0
+    mean, var = sd.fit_gaussian(features, shrinkage=0.5)
+    np.testing.assert_allclose(mean, [1.0, 1.0])
+    np.testing.assert_allclose(var, [0.5 * 1 + 0.5 * 0.5 + 1e-4, 0.5 * 0 + 0.5 * 0.5 + 1e-4])
+
+
+def test_joint_training_set_covers_every_type_seen():
+    config = deep.DeepConfig(M=1, method="joint", device="cpu")
+    strategy = sd.make_strategy(config, None, {})
+    state = strategy.initial_state()
+    rng = np.random.default_rng(0)
+    first = strategy.training_set(state, 2, np.array([5, 6, 7]), rng)
+    assert list(first) == [2]
+    second = strategy.training_set(state, 0, np.array([1, 2]), rng)
+    assert sorted(second) == [0, 2] and len(second[2]) == 2 and set(second[2]) <= {5, 6, 7}
+    np.testing.assert_array_equal(second[0], [1, 2])
+
+
+# --------------------------------------------------------------------------- metrics on hand-made tables
+
+
+def hand_records(method="seed"):
+    """Three rounds over two task types (tasks 0, 1, 0), one expert, hand-made tables."""
+    T, M, N = 3, 1, 2
+    ensemble = np.array([[0.9, np.nan], [0.8, 0.7], [0.85, 0.6]])
+    classes = np.array([[0.9, np.nan], [0.4, 0.7], [0.5, 0.3]])
+    return deep.RoundRecords(
+        tasks=np.array([0, 1, 0]), experts=np.zeros(T, dtype=np.int64),
+        test_loss=np.zeros((T, M, N)), test_accuracy=np.full((T, M, N), 0.5),
+        gate_values=np.zeros((T, M)), change_norm=np.ones(T), method=method, scenario="class",
+        ensemble_loss=1 - ensemble, ensemble_accuracy=ensemble, class_loss=1 - classes, class_accuracy=classes)
+
+
+def test_scenario_metrics_by_hand():
+    records = hand_records()
+    R = deep.accuracy_matrix(records, "task")  # SEED: the ensemble's table
+    np.testing.assert_allclose(R, [[0.9, np.nan, np.nan], [0.8, 0.7, np.nan], [0.85, 0.6, 0.85]])
+    summary = deep.summarise(records, scenario="task")
+    assert summary["average_accuracy"] == pytest.approx((0.85 + 0.6 + 0.85) / 3)
+    assert summary["backward_transfer"] == pytest.approx(((0.85 - 0.9) + (0.6 - 0.7)) / 2)
+    assert summary["accuracy_forgetting"] == pytest.approx(0.075)
+    # Test loss 1 - accuracy: F_3 = mean over tasks 1, 2 of the loss growth; G_3 = mean final loss.
+    assert summary["forgetting"] == pytest.approx(((0.15 - 0.1) + (0.4 - 0.3)) / 2)
+    assert summary["generalization"] == pytest.approx((0.15 + 0.4 + 0.15) / 3)
+    Rc = deep.accuracy_matrix(records, "class")
+    np.testing.assert_allclose(Rc[-1], [0.5, 0.3, 0.5])
+    assert deep.summarise(records, scenario="class")["average_accuracy"] == pytest.approx(1.3 / 3)
+    # Without an ensemble table, the task-incremental prediction is the expert that learned the task.
+    plain = hand_records("finetune")
+    plain.ensemble_accuracy = plain.ensemble_loss = None
+    np.testing.assert_allclose(deep.accuracy_matrix(plain)[-1], 0.5)
+
+
+def test_bad_scenarios():
+    records = hand_records()
+    with pytest.raises(ValueError, match="scenario='domain'"):
+        deep.accuracy_matrix(records, "domain")
+    records.class_accuracy = records.class_loss = None
+    records.scenario = "one-vs-rest"
+    with pytest.raises(ValueError, match="one-vs-rest"):
+        deep.summarise(records, scenario="class")
+
+
+# --------------------------------------------------------------------------- tiny CPU runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread on a shared CPU; the setting is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def split_digits():
+    """Split scikit-learn digits: three two-class tasks with global (class-incremental) labels."""
+    return data.class_split_tasks(data.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
+                                  samples_per_task=40, test_samples_per_task=20, seed=0)
+
+
+def tiny(**changes):
+    base = dict(M=2, T=5, samples_per_round=20, epochs=2, batch_size=10, width=4, device="cpu",
+                task_order="cyclic", method="seed")
+    base.update(changes)
+    return deep.DeepConfig(**base)
+
+
+FIELDS = ("tasks", "experts", "test_loss", "test_accuracy", "gate_values", "change_norm", "ensemble_loss",
+          "ensemble_accuracy", "class_loss", "class_accuracy")
+
+
+def test_seed_run_is_deterministic_and_follows_its_rule(split_digits):
+    config = tiny(T=4)
+    first, again = deep.run(config, split_digits, seed=1), deep.run(config, split_digits, seed=1)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name), err_msg=name)
+    np.testing.assert_array_equal(first.tasks, [0, 1, 2, 0])  # cyclic order
+    # SEED fills its M experts first, then fine-tunes the expert of the largest KL score.
+    np.testing.assert_array_equal(first.experts[:2], [0, 1])
+    assert np.all(np.isnan(first.gate_values[:2]))
+    np.testing.assert_array_equal(first.experts[2:], np.argmax(first.gate_values[2:], axis=1))
+    assert first.termination_round == -1
+    # Class-incremental tables exist for seen types only; the ensemble's probabilities are honest.
+    assert np.isnan(first.class_accuracy[0, 1:]).all() and not np.isnan(first.class_accuracy[2]).any()
+    assert np.all((first.ensemble_accuracy[2:] >= 0) & (first.ensemble_accuracy[2:] <= 1))
+    summary = deep.summarise(first, scenario="class")
+    R = deep.accuracy_matrix(first, "class")
+    assert summary["average_accuracy"] == pytest.approx(np.mean(R[-1]))
+    assert summary["backward_transfer"] == pytest.approx(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
+
+
+@pytest.mark.parametrize("method, M", [("finetune", 1), ("joint", 1), ("gate", 2)])
+def test_baselines_and_gate_run_in_both_scenarios(split_digits, method, M):
+    records = deep.run(tiny(method=method, M=M, T=4), split_digits, seed=0)
+    assert records.method == method and records.ensemble_accuracy is None
+    if M == 1:
+        assert np.all(records.experts == 0)
+    for scenario in deep.SCENARIOS:
+        R = deep.accuracy_matrix(records, scenario)
+        assert R.shape == (4, 4) and np.all(np.isfinite(np.tril(R)[np.tril_indices(4)]))
+        summary = deep.summarise(records, scenario=scenario)
+        assert summary["average_accuracy"] == pytest.approx(metrics.average_accuracy(R))
+
+
+def test_seed_run_resumes_exactly(split_digits, tmp_path, monkeypatch):
+    config = tiny(T=4)
+    whole = deep.run(config, split_digits, seed=2)
+    path = tmp_path / "seed.pt"
+    original, calls = deep._train, {"n": 0}
+
+    def crash_in_round_4(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("stopped mid-way")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(deep, "_train", crash_in_round_4)
+    with pytest.raises(KeyboardInterrupt):
+        deep.run(config, split_digits, seed=2, checkpoint=path, checkpoint_every=2)
+    monkeypatch.setattr(deep, "_train", original)
+    resumed = deep.run(config, split_digits, seed=2, checkpoint=path, checkpoint_every=2)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name), err_msg=name)
+
+
+# --------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"method": "ewc"}, "method='ewc'"), ({"method": "finetune", "M": 2}, "M must be 1, got M=2"),
+     ({"method": "joint", "M": 3}, "method='joint'"), ({"task_order": "sorted"}, "task_order='sorted'"),
+     ({"shrinkage": 1.5}, "shrinkage=1.5"), ({"shrinkage": -0.1}, "shrinkage=-0.1")],
+)
+def test_bad_config(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**changes)
+
+
+def test_bad_gaussians():
+    with pytest.raises(ValueError, match="k=1"):
+        sd.kl_scores(np.zeros((2, 1, 3)), np.ones((2, 1, 3)))
+    with pytest.raises(ValueError, match=r"\(M, k, D\)"):
+        sd.kl_scores(np.zeros((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="var must be positive"):
+        sd.kl_scores(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"\(M, n, D\)"):
+        sd.bayes_ensemble_log_posterior(np.zeros((2, 4, 3)), np.zeros((3, 2, 3)), np.ones((3, 2, 3)))
+
+
+def test_training_loss_is_masked_to_the_classes_present(split_digits):
+    # Book choice of `deep._train`: the cross-entropy runs over the outputs of the classes present,
+    # so the output-layer rows of the other classes get no gradient and Adam leaves them exactly in place.
+    import torch
+
+    config = tiny()
+    torch.manual_seed(0)
+    model = deep.make_expert(config, split_digits.image_shape, split_digits.num_outputs)
+    last = model.classifier[-1]
+    before = last.weight.detach().clone()
+    task = split_digits[1]  # classes 2 and 3
+    deep._train(model, task.train_images[:20], task.train_labels[:20], config, np.random.default_rng(0),
+                torch.device("cpu"))
+    moved = torch.any(last.weight.detach() != before, dim=1).numpy()
+    np.testing.assert_array_equal(moved, [False, False, True, True, False, False])
