@@ -54,3 +54,69 @@ def pytest_collect_file(file_path: Path, parent):
 
         return IPyNbFile.from_parent(parent, path=file_path)
     return None
+
+
+# --------------------------------------------------------------------------- executed chapters
+#
+# The whole-book browser check (tests/test_browser.py) needs the chapters executed,
+# with their figures. nbval executes every chapter anyway; rather than execute the
+# book a second time, the outputs nbval collects are written as executed notebooks
+# (``$MOECL_EXECUTED_NOTEBOOKS/<path>.ipynb``, a session temporary folder unless set),
+# and the browser test builds the book from them with execution off. A notebook is
+# written only once every one of its code cells has run and passed; the browser
+# test falls back to executing the book itself when one is missing.
+
+EXECUTED_ENV = "MOECL_EXECUTED_NOTEBOOKS"
+_executed_dir: Path | None = None
+_failed_notebooks: set = set()
+
+
+def pytest_sessionstart(session):
+    global _executed_dir
+    import os
+    import tempfile
+
+    option = session.config.option
+    if not (getattr(option, "nbval", False) or getattr(option, "nbval_lax", False)):
+        return
+    if not os.environ.get(EXECUTED_ENV):
+        os.environ[EXECUTED_ENV] = tempfile.mkdtemp(prefix="moecl-executed-")
+    _executed_dir = Path(os.environ[EXECUTED_ENV])
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the whole-book browser check last, after nbval has executed every chapter."""
+    last = [item for item in items if item.name == "test_whole_book_in_chromium"]
+    items[:] = [item for item in items if item not in last] + last
+
+
+def pytest_runtest_logreport(report):
+    if _executed_dir is None or report.when != "call":
+        return
+    item = _CELLS.get(report.nodeid)
+    if item is None:
+        return
+    notebook = item.parent
+    if not report.passed:
+        _failed_notebooks.add(notebook.nodeid)
+        return
+    item.cell["outputs"] = list(item.test_outputs or [])
+    item.cell["execution_count"] = item.cell_num if hasattr(item, "cell_num") else None
+    code_cells = [c for c in notebook.nb.cells if c.cell_type == "code"]
+    if notebook.nodeid in _failed_notebooks or item.cell is not code_cells[-1]:
+        return
+    import nbformat
+
+    target = _executed_dir / Path(notebook.path).relative_to(notebook.config.rootpath).with_suffix(".ipynb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".ipynb.tmp")
+    nbformat.write(notebook.nb, str(temporary))
+    temporary.replace(target)
+
+
+_CELLS: dict = {}
+
+
+def pytest_itemcollected(item):
+    if type(item).__name__ == "IPyNbCell":
+        _CELLS[item.nodeid] = item

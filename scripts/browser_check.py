@@ -101,24 +101,57 @@ def find_mathjax() -> Path | None:
 # --------------------------------------------------------------------------- building
 
 
-def build_book(out_dir: Path, mathjax: Path, log=None, toc: Path | None = None) -> Path:
+def executed_sources(executed: Path, out_dir: Path) -> Path | None:
+    """A copy of the book's sources whose chapters are the executed notebooks in ``executed``.
+
+    ``executed`` holds ``book/<chapter>.ipynb`` as written by the test session
+    (conftest.py: nbval's outputs of each chapter). Pages without code are copied as
+    they are. Returns None when a chapter with code has no executed notebook.
+    """
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    stems = [toc["root"]] + [chapter["file"] for part in toc.get("parts", []) for chapter in part["chapters"]]
+    source = Path(out_dir) / "source"
+    if source.exists():
+        shutil.rmtree(source)
+    shutil.copytree(ROOT / "book", source / "book", ignore=shutil.ignore_patterns("*.md", "*.ipynb", "_build"))
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, source / name)
+    for stem in stems:
+        notebook, page = Path(executed) / f"{stem}.ipynb", ROOT / f"{stem}.md"
+        if notebook.is_file():
+            shutil.copy(notebook, source / f"{stem}.ipynb")
+        elif "{code-cell}" in page.read_text():
+            return None
+        else:
+            shutil.copy(page, source / f"{stem}.md")
+    return source
+
+
+def build_book(out_dir: Path, mathjax: Path, log=None, toc: Path | None = None, executed: Path | None = None) -> Path:
     """Build the book into ``out_dir/_build/html`` with MathJax served from ``_static/mathjax``.
 
     The repository's ``_config.yml`` is copied with one change, Sphinx's ``mathjax_path``
     (relative paths are relative to ``_static``), and passed to ``jupyter-book build
-    --config``; the published book keeps the CDN. Then MathJax is copied in.
+    --config``; the published book keeps the CDN. Then MathJax is copied in. With
+    ``executed`` (see `executed_sources`) the book is built from the executed
+    notebooks without running them again, when every chapter has one.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
     sphinx_config["mathjax_path"] = f"mathjax/{MATHJAX_SCRIPT}"
+    root = ROOT
+    source = executed_sources(executed, out_dir) if executed is not None else None
+    if source is not None:
+        root = source
+        config.setdefault("execute", {})["execute_notebooks"] = "off"
     config_path = out_dir / "_config.browser.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
-        "build", str(ROOT), "--config", str(config_path), "--path-output", str(out_dir),
+        "build", str(root), "--config", str(config_path), "--path-output", str(out_dir),
         "-W", "--keep-going",
     ]
     if toc is not None:
@@ -126,7 +159,7 @@ def build_book(out_dir: Path, mathjax: Path, log=None, toc: Path | None = None) 
     # No MPLBACKEND: with MPLBACKEND=Agg the kernels draw no inline figures at all, and
     # the pages would have no figure to check.
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
-    result = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log is not None:
         Path(log).write_text(result.stdout)
     if result.returncode != 0:

@@ -12,8 +12,9 @@ Controls (environment):
 
 * ``MOECL_BROWSER``: unset or ``auto`` (default): the checker's own tests run when
   Chromium and MathJax are installed (a few seconds) and skip with the reason
-  otherwise; the whole-book test, which builds and executes every chapter again
-  (about 3-4 minutes on the 2-core machine), is skipped. ``1``: the whole-book test
+  otherwise; the whole-book test, which builds the whole book (from the chapters nbval
+  executed earlier in the same session when it has them all, see conftest.py; else it
+  executes every chapter again, several minutes), is skipped. ``1``: the whole-book test
   runs too, and a missing browser is a failure (for CI, after
   ``scripts/browser_setup.sh``). ``0``: every browser test is skipped.
 * ``MOECL_BROWSER_HTML``: check this existing build instead of building (it must have
@@ -170,7 +171,7 @@ def test_whole_book_in_chromium(tmp_path):
     """Every page of the built book renders its math, loads its images and has no broken link."""
     given = os.environ.get("MOECL_BROWSER_HTML")
     if MODE != "1" and not given:
-        pytest.skip("builds and executes the whole book again (3-4 min): set MOECL_BROWSER=1 to run it")
+        pytest.skip("builds the whole book (minutes): set MOECL_BROWSER=1 to run it")
     _require_browser()
     started = time.monotonic()
     if given:
@@ -180,7 +181,10 @@ def test_whole_book_in_chromium(tmp_path):
         )
         browser_check.install_mathjax(html, MATHJAX)
     else:
-        html = browser_check.build_book(tmp_path / "book", MATHJAX, log=tmp_path / "build.log")
+        # The chapters nbval executed in this session (conftest.py), if all of them were.
+        executed = os.environ.get("MOECL_EXECUTED_NOTEBOOKS")
+        html = browser_check.build_book(tmp_path / "book", MATHJAX, log=tmp_path / "build.log",
+                                        executed=Path(executed) if executed else None)
     built = time.monotonic()
     artefacts = Path(os.environ.get("MOECL_BROWSER_ARTEFACTS", ROOT / "_build" / "browser"))
     shot = artefacts / "setting.png"
