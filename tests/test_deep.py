@@ -38,23 +38,14 @@ def test_run_records_and_determinism(stream):
     np.testing.assert_allclose(first.load().sum(axis=1), 1.0)
 
 
-def test_resume_gives_the_uninterrupted_numbers(stream, tmp_path, monkeypatch):
+def test_resume_gives_the_uninterrupted_numbers(stream, tmp_path, interrupt_training):
     config = small(T=9)
     whole = deep.run(config, stream, seed=3)
     path = tmp_path / "run.pt"
-    calls = {"n": 0}
-    original = deep._train
-
-    def crash_in_round_6(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("stopped mid-way")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(deep, "_train", crash_in_round_6)
+    interrupt_training(6)  # stopped in round 6
     with pytest.raises(KeyboardInterrupt):
         deep.run(config, stream, seed=3, checkpoint=path, checkpoint_every=2)
-    monkeypatch.setattr(deep, "_train", original)
+    interrupt_training(None)
     assert path.exists() and torch.load(path, weights_only=False)["state"]["t"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary files left
     resumed = deep.run(config, stream, seed=3, checkpoint=path, checkpoint_every=2)

@@ -180,22 +180,14 @@ def test_baselines_and_gate_run_in_both_scenarios(split_digits, method, M):
         assert summary["average_accuracy"] == pytest.approx(metrics.average_accuracy(R))
 
 
-def test_seed_run_resumes_exactly(split_digits, tmp_path, monkeypatch):
+def test_seed_run_resumes_exactly(split_digits, tmp_path, interrupt_training):
     config = tiny(T=4)
     whole = deep.run(config, split_digits, seed=2)
     path = tmp_path / "seed.pt"
-    original, calls = deep._train, {"n": 0}
-
-    def crash_in_round_4(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt("stopped mid-way")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(deep, "_train", crash_in_round_4)
+    interrupt_training(4)  # stopped in round 4
     with pytest.raises(KeyboardInterrupt):
         deep.run(config, split_digits, seed=2, checkpoint=path, checkpoint_every=2)
-    monkeypatch.setattr(deep, "_train", original)
+    interrupt_training(None)
     resumed = deep.run(config, split_digits, seed=2, checkpoint=path, checkpoint_every=2)
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name), err_msg=name)

@@ -1,0 +1,28 @@
+"""Fixtures shared by the test files."""
+
+import pytest
+
+
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """``interrupt_training(n)``: the n-th expert training of `moecl.deep.run` raises
+    KeyboardInterrupt (a run stopped mid-way); ``interrupt_training(None)`` restores it."""
+    from moecl import deep
+
+    original = deep._train
+
+    def interrupt(n):
+        if n is None:
+            monkeypatch.setattr(deep, "_train", original)
+            return
+        calls = {"n": 0}
+
+        def train(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt("stopped mid-way")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(deep, "_train", train)
+
+    return interrupt
