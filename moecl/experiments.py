@@ -30,6 +30,7 @@ setting's full `Config`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -627,3 +628,76 @@ def regime_regions(arrays: dict, threshold: float = SPECIALISATION_THRESHOLD, z:
     regions[z_diff <= -z] = 2
     regions[np.maximum(e_on, e_off) < threshold] = 0
     return regions
+
+
+# --------------------------------------------------------------------------------------
+# Deep networks (moecl.deep): the methods of the comparison chapter (book/seed.md)
+
+#: Methods of ``deep-methods``: label -> (DeepConfig.method, M).
+DEEP_METHODS = {
+    "finetune": ("finetune", 1),
+    "joint": ("joint", 1),
+    "gate-M2": ("gate", 2),
+    "gate-M4": ("gate", 4),
+    "seed-M2": ("seed", 2),
+    "seed-M4": ("seed", 4),
+}
+#: Size presets of ``deep-methods``: seeds (the replicates) and cycles through the five tasks.
+DEEP_SCALES = {"ci": Scale(replicates=2, rounds=10), "paper": Scale(replicates=5, rounds=20)}
+_DEEP_KEYS = ("average_accuracy", "accuracy_forgetting", "backward_transfer", "forgetting", "generalization")
+
+
+@experiment(
+    "deep-methods",
+    "split digits (five two-class tasks, cyclic): the paper's MoE gate and SEED (M = 2, 4), fine-tuning "
+    "and joint training; task- and class-incremental accuracy metrics per seed",
+)
+def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
+    """The deep comparison of book/seed.md from the command line (issue 10).
+
+    Stream: `moecl.data.class_split_tasks` of `moecl.data.load_digits` (MNIST when the
+    data directory has it, else scikit-learn's digits; the header's ``source`` says
+    which) into {0,1}, {2,3}, ..., {8,9}, class-incremental labels, tasks in cyclic
+    order. Replicate k is ``deep.run(..., seed=seed + k)``. Arrays, per method label and
+    scenario (``task``, ``class``): ``<label>/<scenario>/<metric>`` (R,) for the metrics
+    of `moecl.deep.summarise`, and ``<label>/<scenario>/accuracy_matrix`` (R, T, T).
+    """
+    from . import data, deep
+
+    if overrides:
+        raise ValueError("--set changes moecl.Config fields; deep-methods runs moecl.deep and takes none")
+    if scale not in DEEP_SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(DEEP_SCALES)}")
+    seed = _check_seed(seed)
+    preset = DEEP_SCALES[scale]
+    R, T = resolve_scale("ci", preset.replicates if replicates is None else replicates,
+                         preset.rounds if rounds is None else rounds)
+    started = time.perf_counter()
+    stream = data.class_split_tasks(data.load_digits(), [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
+                                    scenario="class", test_samples_per_task=60, seed=seed)
+    base = deep.DeepConfig(T=T, task_order="cyclic", samples_per_round=100, epochs=5, batch_size=20,
+                           lr=5e-3, width=8, test_samples=None, device="cpu")
+    arrays, docs, configs, wall_times = {}, {}, {}, {}
+    for index, (label, (method, M)) in enumerate(DEEP_METHODS.items()):
+        config = base.replace(method=method, M=M)
+        configs[label] = dataclasses.asdict(config)
+        if progress:
+            print(f"[{index + 1}/{len(DEEP_METHODS)}] {label}: method={method}, M={M}", file=sys.stderr, flush=True)
+        clock = time.perf_counter()
+        records = [deep.run(config, stream, seed=seed + k, progress=progress) for k in range(R)]
+        wall_times[label] = round(time.perf_counter() - clock, 3)
+        for scenario in deep.SCENARIOS:
+            summaries = [deep.summarise(r, scenario=scenario) for r in records]
+            for key in _DEEP_KEYS:
+                arrays[f"{label}/{scenario}/{key}"] = np.array([s[key] for s in summaries])
+            arrays[f"{label}/{scenario}/accuracy_matrix"] = np.stack(
+                [deep.accuracy_matrix(r, scenario) for r in records])
+    docs["<label>/<scenario>/<metric>"] = f"per seed, (R,): {', '.join(_DEEP_KEYS)} (moecl.deep.summarise)"
+    docs["<label>/<scenario>/accuracy_matrix"] = "per seed, (R, T, T): accuracy on task i after round t (NaN: unseen)"
+    header = make_header(
+        "deep-methods", scale, seed, R, time.perf_counter() - started,
+        description=EXPERIMENTS["deep-methods"].description,
+        rounds=T, labels=list(DEEP_METHODS), configs=configs, source=stream.source,
+        seeds=[seed + k for k in range(R)], simulation_wall_times=wall_times, arrays=docs,
+    )
+    return header, arrays

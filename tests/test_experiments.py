@@ -23,7 +23,8 @@ EXPECTED_LABELS = {
 
 @pytest.fixture(scope="module")
 def runs():
-    return {name: run_experiment(name, scale="ci", seed=5, replicates=R, rounds=T) for name in EXPERIMENTS}
+    linear = [name for name in EXPERIMENTS if name != "deep-methods"]  # deep-methods: its own test
+    return {name: run_experiment(name, scale="ci", seed=5, replicates=R, rounds=T) for name in linear}
 
 
 def _stats(prefix, shape):
@@ -67,7 +68,7 @@ def header_purity_ends(rounds):
 
 
 def test_registry():
-    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map"]
+    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map", "deep-methods"]
     for name, entry in EXPERIMENTS.items():
         assert entry.name == name and entry.description and "\n" not in entry.description
     assert (SCALES["ci"].replicates, SCALES["ci"].rounds) == (40, 300)
@@ -358,3 +359,21 @@ def test_regime_regions_classifies_each_case():
         regime_regions(arrays, z=0)
     with pytest.raises(ValueError, match="regime map"):
         regime_regions({**arrays, "moe/purity_excess/mean": np.zeros((4, 2))})
+
+
+def test_deep_methods_from_the_registry(tmp_path):
+    """Every deep method runs through the registry (and so from the command line)."""
+    header, arrays = run_experiment("deep-methods", scale="ci", seed=1, replicates=2, rounds=2)
+    assert header["labels"] == list(experiments.DEEP_METHODS) and header["seeds"] == [1, 2]
+    assert "digits" in header["source"]
+    for label, (method, M) in experiments.DEEP_METHODS.items():
+        assert (header["configs"][label]["method"], header["configs"][label]["M"]) == (method, M)
+        for scenario in ("task", "class"):
+            A = arrays[f"{label}/{scenario}/average_accuracy"]
+            matrix = arrays[f"{label}/{scenario}/accuracy_matrix"]
+            assert A.shape == (2,) and matrix.shape == (2, 2, 2)
+            np.testing.assert_allclose(A, np.nanmean(matrix[:, -1], axis=1))  # recomputed from R[T, i]
+    with pytest.raises(ValueError, match="takes none"):
+        run_experiment("deep-methods", overrides={"M": 2})
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        run_experiment("deep-methods", scale="huge")
