@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-export MPLBACKEND=Agg
+# No MPLBACKEND=Agg: the chapters' kernels must keep the inline backend, so that the
+# figures nbval collects reach the executed notebooks the browser check renders.
 exec .venv/bin/python -m pytest --nbval-lax --nbval-current-env "$@"
