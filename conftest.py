@@ -81,7 +81,17 @@ def pytest_sessionstart(session):
         return
     if not os.environ.get(EXECUTED_ENV):
         os.environ[EXECUTED_ENV] = tempfile.mkdtemp(prefix="moecl-executed-")
+        session.config._moecl_temporary_executed = os.environ[EXECUTED_ENV]
     _executed_dir = Path(os.environ[EXECUTED_ENV])
+
+
+def pytest_sessionfinish(session):
+    """Remove the executed notebooks' folder when this session made it."""
+    import shutil
+
+    temporary = getattr(session.config, "_moecl_temporary_executed", None)
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(session, config, items):
