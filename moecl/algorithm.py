@@ -36,6 +36,7 @@ from .tasks import (
     Pool,
     check_pool,
     draw_rounds,
+    feature_variances,
     make_pool,
     replicate_indices,
     round_blocks,
@@ -54,7 +55,12 @@ class SimulationResult:
     (R, T, M): h_m(X_t) at routing time. change_norm (R, T): ||w_t - w_{t-1}|| of
     the selected expert. closest_truth (R, T, M): index of the ground truth closest
     to each expert's model after the round. termination_round (R,): the round T2 at
-    which the gate stopped training (-1: never). final_experts (R, M, d),
+    which the gate first stopped training (-1: never). drift_generalization (R, T): with
+    ``Config.drift_round`` T_d, G_t restricted to the tasks that arrived after the drift,
+    ``1/(t - T_d) sum_{T_d < i <= t} E_i(w_t^(m_i))`` (NaN up to T_d, and without drift).
+    gate_trained (R, T): whether
+    the gate took its step Eq. (9) in round t (it may train again after a re-opening,
+    ``Config.reopen``). final_experts (R, M, d),
     final_theta (R, M, d): end state. pool: the ground truths and feature signals
     shared by all replicates. replicates: the replicate indices simulated.
     """
@@ -71,6 +77,8 @@ class SimulationResult:
     change_norm: np.ndarray
     closest_truth: np.ndarray
     termination_round: np.ndarray
+    drift_generalization: np.ndarray
+    gate_trained: np.ndarray
     final_experts: np.ndarray
     final_theta: np.ndarray
     wall_time: float = field(default=0.0, compare=False)
@@ -101,6 +109,8 @@ class SimulationResult:
             change_norm=self.change_norm[pick],
             closest_truth=self.closest_truth[pick],
             termination_round=self.termination_round[pick],
+            drift_generalization=self.drift_generalization[pick],
+            gate_trained=self.gate_trained[pick],
             final_experts=self.final_experts[pick],
             final_theta=self.final_theta[pick],
             wall_time=self.wall_time,
@@ -151,22 +161,34 @@ def simulate(
 
 
 def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
-    R, T, M, N, d = len(rngs), config.T, config.M, config.N, config.d
+    R, T, M, N, d = len(rngs), config.T, config.M, config.pool_size, config.d
     W = pool.W
     termination = gate.TERMINATION_RULES[config.termination]
+    reopening = gate.REOPEN_RULES[config.reopen]
     balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
     everyone = np.arange(R)
 
     expert_models = np.zeros((R, M, d))
     theta = np.zeros((R, M, d))
-    W_sq = np.sum(W * W, axis=1)
-    errors = np.broadcast_to(W_sq, (R, M, N)).copy()  # ||w^(m) - w_n||^2
+    # Model errors E(w) = ||w - w_n||^2, or Sigma-weighted: distances after scaling the
+    # coordinates by sqrt(diag Sigma).
+    scale = np.sqrt(feature_variances(d, config.anisotropy)) if config.error_metric == "sigma" else None
+    W_err = W if scale is None else W * scale
+    W_sq = np.sum(W_err * W_err, axis=1)
+    errors = np.broadcast_to(W_sq, (R, M, N)).copy()  # E_n(w^(m))
     closest = np.broadcast_to(np.argmin(W_sq), (R, M)).copy()  # truth nearest to each expert
     learned = np.zeros((R, M, N))  # C[m, n]: tasks of truth n learned by expert m
     error_when_learned = np.zeros(R)  # sum_{i<=t} E_i(w_i^(m_i))
     routed = np.zeros((R, M))  # rounds routed to each expert so far
     flags = termination.initial_flags((R, M))
     training = np.ones(R, dtype=bool)
+    # Termination checks start after round T1, or T1 rounds after a re-opening.
+    check_after = config.T1 if config.reopen == "never" else np.full(R, config.T1)
+    # The re-opening rule's memory of a frozen gate's changes (strikes, or a window of them).
+    strikes = reopening.initial_state(R, config.reopen_patience)
+
+    def error_rows(models):  # (..., d) -> (..., N)
+        return experts.squared_distances_fast(models if scale is None else models * scale, W_err, W_sq)
 
     out = {
         "tasks": np.empty((R, T), dtype=np.int64),
@@ -177,7 +199,11 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
         "change_norm": np.empty((R, T)),
         "closest_truth": np.empty((R, T, M), dtype=np.int16),
         "termination_round": np.full(R, -1, dtype=np.int64),
+        "gate_trained": np.empty((R, T), dtype=bool),
+        "drift_generalization": np.full((R, T), np.nan),
     }
+    drift = config.drift_round
+    learned_since_drift = np.zeros((R, M, N)) if drift is not None else None
     bar = progress_bar(T, progress)
     # Everything that does not depend on the state is prepared a block of rounds at a
     # time, the next block in a background thread while this one is simulated (numpy
@@ -185,12 +211,12 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     # at a time and in order, so the numbers are the same as without the thread.
     blocks = list(round_blocks(T))
     prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[0][1])
+    pending = prefetch.submit(_prepare_block, config, pool, rngs, *blocks[0])
     try:
         for index, (start, length) in enumerate(blocks):
             draws, Z, xbar_block, factor_block, steps_block = pending.result()
             if index + 1 < len(blocks):
-                pending = prefetch.submit(_prepare_block, config, pool, rngs, blocks[index + 1][1])
+                pending = prefetch.submit(_prepare_block, config, pool, rngs, *blocks[index + 1])
             route_noise = config.lambda_ * draws.route_uniform
             for j in range(length):
                 t = start + j + 1
@@ -205,15 +231,26 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
 
                 # Eq. (5): only the selected expert learns the task,
                 # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w) (or gradient steps towards it).
-                selected = expert_models[everyone, m]
                 if config.expert_update == "exact":
-                    change = experts.projected_change(Z[:, j], factor_block[:, j], W[n] - selected)
+                    def learn(models, Zj=Z[:, j], Lj=factor_block[:, j], target=W[n]):
+                        return experts.projected_change(Zj, Lj, target - models)
                 else:
-                    change = experts.gradient_change(Z[:, j], W[n] - selected, config.gradient_steps, steps_block[:, j])
+                    def learn(models, Zj=Z[:, j], steps=steps_block[:, j], target=W[n]):
+                        return experts.gradient_change(Zj, target - models, config.gradient_steps, steps)
+                selected = expert_models[everyone, m]
+                change = learn(selected)
                 selected += change
                 expert_models[everyone, m] = selected
-                errors[everyone, m] = row = experts.squared_distances_fast(selected, W, W_sq)
+                errors[everyone, m] = row = error_rows(selected)
                 closest[everyone, m] = np.argmin(row, axis=1)
+                if config.sharing != "none":
+                    # Issue 9: once the gate is frozen, the selected expert's set (the experts
+                    # closest to the same truth) shares the round.
+                    in_set = (closest == closest[everyone, m][:, None]) & ~training[:, None]
+                    shared = experts.share_within_set(config.sharing, expert_models, in_set, m, learn)
+                    if shared.any():
+                        errors[shared] = error_rows(expert_models[shared].reshape(-1, d)).reshape(-1, M, N)
+                        closest[shared] = np.argmin(errors[shared], axis=2)
 
                 # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
                 total_before = np.sum(learned * errors, axis=(1, 2))
@@ -223,13 +260,26 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
                 current_error = errors[everyone, m, n]
                 error_when_learned += current_error
                 out["generalization"][:, t - 1] = total_before / t + current_error / t
+                if drift is not None and t > drift:
+                    learned_since_drift[everyone, m, n] += 1
+                    recent = np.sum(learned_since_drift * errors, axis=(1, 2))
+                    out["drift_generalization"][:, t - 1] = recent / (t - drift)
                 change_norm = np.sqrt(np.sum(change * change, axis=-1))
 
-                # Gate: termination check, then Eq. (9) while still training.
+                # Gate: re-opening and termination checks, then Eq. (9) while training.
                 routed[everyone, m] += 1
-                flags, stop = termination.update(flags, h, m, t, config.T1, config.Gamma)
-                out["termination_round"][stop & training] = t
+                strikes, reopen = reopening.update(
+                    strikes, ~training, change_norm, config.reopen_threshold, config.reopen_patience
+                )
+                if reopen.any():  # explore again: every flag set, T1 rounds before the next check
+                    training |= reopen
+                    flags[reopen] = True
+                    check_after[reopen] = t + config.T1
+                flags, stop = termination.update(flags, h, m, t, check_after, config.Gamma)
+                first = stop & training & (out["termination_round"] < 0)
+                out["termination_round"][first] = t
                 training &= ~stop
+                out["gate_trained"][:, t - 1] = training
                 pi = gate.softmax(h)
                 grad = gate.locality_grad(pi, m, change_norm) + balance(pi, routed / t, config.alpha, t)
                 grad *= training[:, None]
@@ -249,10 +299,10 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     return out
 
 
-def _prepare_block(config: Config, pool: Pool, rngs: list, length: int):
+def _prepare_block(config: Config, pool: Pool, rngs: list, start: int, length: int):
     """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)), Gram factors of a block,
     and the gradient step sizes when the experts learn by gradient descent."""
-    draws = draw_rounds(config, rngs, length)
+    draws = draw_rounds(config, rngs, length, start)
     Z = samples(config, pool.V, draws.tasks, draws.signal_pos, draws.noise, out=draws.noise)
     xbar_block = np.sum(Z, axis=2)  # Eq. (1): sum of the columns of X_t
     factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T

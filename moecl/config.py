@@ -27,6 +27,12 @@ FEATURE_MODELS = ("definition1", "isotropic")
 #: How the selected expert learns a task: Eq. (5) exactly, or ``gradient_steps`` steps
 #: of gradient descent on the task's squared loss (`moecl.experts.gradient_change`).
 EXPERT_UPDATES = ("exact", "gradient")
+#: The model error E_i(w) behind F_t and G_t: the paper's ``||w - w_n||^2`` or the
+#: Sigma-weighted ``(w - w_n)^T Sigma (w - w_n)`` (the test error under the features).
+ERROR_METRICS = ("euclidean", "sigma")
+#: What happens to the other experts of the selected expert's set once the gate has
+#: terminated (`moecl.experts.share_within_set`).
+SHARING_RULES = ("none", "update", "average")
 
 #: Book choice: constants multiplying the paper's O(.) scalings in sigma0.
 #: ``Gamma = 1.0 * sigma0**1.25``, ``lambda_ = 1.0 * sigma0**1.25``,
@@ -70,6 +76,21 @@ class Config:
         chosen from the task's data; the gate is not used). expert_update:
         ``"exact"`` (Eq. (5)) or ``"gradient"`` (``gradient_steps`` steps of gradient
         descent with step ``1 / lambda_max(X^T X)``).
+        sharing: ``"none"`` (the paper's isolated experts), ``"update"`` or
+        ``"average"``: once the gate has terminated, the other experts of the selected
+        expert's set also learn the task by Eq. (5), or the set is replaced by its mean
+        (`moecl.experts.share_within_set`).
+        drift_round: ``None`` (a fixed pool) or the round T_d after which the first
+        ``drift_count`` ground truths are replaced by new ones (fresh truths and
+        feature signals; the pool then holds ``N + drift_count`` truths, see
+        `pool_size`). reopen: ``"never"`` or ``"locality"``: a terminated gate trains
+        again (for T1 more rounds before its next termination check) once the selected
+        expert's change ``||w_t - w_{t-1}||`` has exceeded ``reopen_threshold`` for
+        ``reopen_patience`` rounds in a row (`moecl.gate.LocalityReopening`).
+        anisotropy: ratio kappa >= 1 of the largest to the smallest variance of the
+        noise features, covariance ``sigma_t**2 Sigma`` (`moecl.tasks.feature_variances`).
+        error_metric: ``"euclidean"`` (the paper's model error) or ``"sigma"``
+        (Sigma-weighted, the test error on such features).
     """
 
     d: int = 20
@@ -94,6 +115,14 @@ class Config:
     router: str = "gate"
     expert_update: str = "exact"
     gradient_steps: int = 1
+    sharing: str = "none"
+    drift_round: int | None = None
+    drift_count: int = 1
+    reopen: str = "never"
+    reopen_threshold: float = 0.1
+    reopen_patience: int = 5
+    anisotropy: float = 1.0
+    error_metric: str = "euclidean"
 
     def __post_init__(self) -> None:
         for name in ("d", "s", "N", "M", "T"):
@@ -127,17 +156,35 @@ class Config:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
         if self.features not in FEATURE_MODELS:
             raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
-        from .gate import BALANCE_LOSSES, ROUTERS, TERMINATION_RULES
+        from .gate import BALANCE_LOSSES, REOPEN_RULES, ROUTERS, TERMINATION_RULES
 
         for name, allowed in (
             ("termination", TERMINATION_RULES),
             ("balance_loss", BALANCE_LOSSES),
             ("router", ROUTERS),
             ("expert_update", EXPERT_UPDATES),
+            ("sharing", SHARING_RULES),
+            ("reopen", REOPEN_RULES),
+            ("error_metric", ERROR_METRICS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
         _check_int("gradient_steps", self.gradient_steps, minimum=1)
+        _check_int("drift_count", self.drift_count, minimum=1)
+        if self.drift_round is not None:
+            _check_int("drift_round", self.drift_round, minimum=1)
+            if self.drift_round >= self.T:
+                raise ValueError(f"drift_round={self.drift_round} must be smaller than T={self.T}")
+            if self.drift_count > self.N:
+                raise ValueError(f"drift_count={self.drift_count} cannot exceed N={self.N} ground truths")
+        _check_real("reopen_threshold", self.reopen_threshold, low=0.0)
+        _check_int("reopen_patience", self.reopen_patience, minimum=1)
+        _check_real("anisotropy", self.anisotropy, low=1.0)
+
+    @property
+    def pool_size(self) -> int:
+        """Ground truths in the pool: N, plus the ``drift_count`` that arrive at ``drift_round``."""
+        return self.N + (self.drift_count if self.drift_round is not None else 0)
 
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed; derived fields are derived again unless given."""

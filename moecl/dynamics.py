@@ -175,7 +175,7 @@ def replay_gate_inputs(result, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(stream)
     xbar, tasks = np.empty((config.T, config.d)), np.empty(config.T, dtype=np.int64)
     for start, length in round_blocks(config.T):
-        draws = draw_rounds(config, [rng], length)
+        draws = draw_rounds(config, [rng], length, start)
         Z = samples(config, result.pool.V, draws.tasks, draws.signal_pos, draws.noise)
         xbar[start:start + length] = Z[0].sum(axis=1)
         tasks[start:start + length] = draws.tasks[0]

@@ -113,3 +113,33 @@ def change_norms(Z: np.ndarray, L: np.ndarray, deltas: np.ndarray) -> np.ndarray
     residuals = Z @ np.swapaxes(deltas, -1, -2)  # (R, s, M)
     whitened = np.linalg.solve(L, residuals)  # L^{-1} r, so ||.||^2 = r^T (L L^T)^{-1} r
     return np.sqrt(np.sum(whitened * whitened, axis=1))
+
+
+def share_within_set(rule: str, models: np.ndarray, in_set: np.ndarray, selected: np.ndarray, learn) -> np.ndarray:
+    """Spread the selected expert's round to the rest of its expert set (issue 9, section 4).
+
+    rule: ``"update"``: every other expert k of the set learns the task too, by the
+    same rule as the selected one, ``w^(k) <- w^(k) + learn(w^(k))`` (Eq. (5):
+    ``learn(w) = P_t (w_{n_t} - w)``); ``"average"``: every expert of the set is replaced
+    by the set's mean model (after the selected expert's own update); ``"none"``: nothing.
+    models: (R, M, d), changed in place; in_set: (R, M) membership (the selected expert
+    included); selected: (R,); learn: ``w (R, d) -> change (R, d)``, the change the
+    task's data give a model w. Returns (R,): the replicates in which other experts moved.
+    """
+    R, M, _ = models.shape
+    others = in_set & (np.arange(M) != selected[:, None])
+    shared = np.any(others, axis=1)
+    if rule == "none" or not shared.any():
+        return np.zeros(R, dtype=bool)
+    if rule == "update":
+        for k in range(M):
+            rows = others[:, k]
+            if rows.any():
+                models[rows, k] += learn(models[:, k])[rows]
+    elif rule == "average":
+        weights = in_set[..., None] & shared[:, None, None]
+        mean = np.sum(models * in_set[..., None], axis=1) / np.sum(in_set, axis=1)[:, None]
+        models[:] = np.where(weights, mean[:, None, :], models)
+    else:
+        raise ValueError(f"sharing rule {rule!r} is not one of ('none', 'update', 'average')")
+    return shared

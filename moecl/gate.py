@@ -11,6 +11,8 @@ gradient function returns the coefficients ``c`` (..., M) and `gate_step` applie
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -127,12 +129,20 @@ class GapTermination:
     def initial_flags(self, shape: tuple) -> np.ndarray:
         return np.ones(shape, dtype=bool)
 
-    def update(self, flags, h, chosen, t: int, T1: int, Gamma: float):
-        """Return (flags, stop): the new flags and whether the gate stops now (...,)."""
-        if t <= T1:
-            return flags, np.zeros(flags.shape[:-1], dtype=bool)
+    def update(self, flags, h, chosen, t: int, T1, Gamma: float):
+        """Return (flags, stop): the new flags and whether the gate stops now (...,).
+
+        ``T1`` is the exploration length, or an array (...,) of per-replicate rounds
+        before which no flag is cleared (after a re-opening, `LocalityReopening`).
+        """
+        if np.ndim(T1) == 0:
+            if t <= T1:
+                return flags, np.zeros(flags.shape[:-1], dtype=bool)
+            checking = True
+        else:
+            checking = (t > np.asarray(T1))[..., None]
         gaps = np.abs(h - _selected(h, chosen)[..., None])
-        flags = flags & ~(gaps < Gamma)
+        flags = flags & ~((gaps < Gamma) & checking)
         return flags, ~np.any(flags, axis=-1)
 
 
@@ -141,12 +151,104 @@ class NoTermination(GapTermination):
 
     name = "none"
 
-    def update(self, flags, h, chosen, t: int, T1: int, Gamma: float):
+    def update(self, flags, h, chosen, t: int, T1, Gamma: float):
         return flags, np.zeros(flags.shape[:-1], dtype=bool)
 
 
 #: Early-termination strategies by name (``Config.termination``).
 TERMINATION_RULES = {rule.name: rule for rule in (GapTermination(), NoTermination())}
+
+
+class NeverReopen:
+    """The paper: once terminated, the gate stays frozen for good."""
+
+    name = "never"
+
+    def initial_state(self, replicates: int, patience: int):
+        """The rule's memory for ``replicates`` replicates: a count of strikes each."""
+        return np.zeros(replicates, dtype=np.int64)
+
+    def update(self, strikes, terminated, change_norm, threshold: float, patience: int):
+        """Return (strikes, reopen): updated counters and which replicates re-open now."""
+        return strikes, np.zeros(np.shape(terminated), dtype=bool)
+
+
+class LocalityReopening(NeverReopen):
+    """Re-open a terminated gate when the locality loss stays high (**book choice**, issue 9).
+
+    After termination the selected expert of a well-routed task barely moves. When its
+    change ``||w_t - w_{t-1}||`` (what the locality loss Eq. (6) weighs) exceeds
+    ``threshold`` in ``patience`` consecutive rounds of a terminated gate, the tasks are
+    evidently new to their experts: the gate trains again, every termination flag is
+    set, and the next termination check comes after T1 more rounds of exploration.
+    """
+
+    name = "locality"
+
+    def update(self, strikes, terminated, change_norm, threshold: float, patience: int):
+        strikes = np.where(terminated & (change_norm > threshold), strikes + 1, 0)
+        reopen = strikes >= patience
+        return np.where(reopen, 0, strikes), reopen
+
+
+@dataclass
+class ChangeWindow:
+    """Memory of `WindowReopening` per replicate (leading axis R).
+
+    recent (R, k): ring buffer of the last k change norms of the frozen gate;
+    frozen (R,): rounds counted since the gate (re)terminated; older (R,): sum of the
+    change norms of those rounds that have left the window (the baseline's numerator).
+    """
+
+    recent: np.ndarray
+    frozen: np.ndarray
+    older: np.ndarray
+
+
+class WindowReopening(NeverReopen):
+    """Re-open a frozen gate when the selected experts move more than they used to (**book choice**, issue 9).
+
+    Let ``c_t = ||w_t - w_{t-1}||`` be the selected expert's change in round t (the
+    factor of the locality loss Eq. (6)), counted over the rounds since the gate last
+    terminated. With ``k = patience`` the window mean ``mean(c_{t-k+1..t})`` is compared
+    with the baseline, the mean of every earlier counted round; the gate re-opens when
+
+        mean(c_{t-k+1..t}) > threshold * mean(c_{T2+1..t-k})     (at least k baseline rounds)
+
+    ``threshold`` is thus a ratio (> 1), not a norm: the rule is blind to the scale
+    sigma0 of the models and only asks whether the frozen gate's routing has become
+    worse than it was. A training gate forgets the memory; so does a re-opening.
+    """
+
+    name = "window"
+
+    def initial_state(self, replicates: int, patience: int) -> ChangeWindow:
+        return ChangeWindow(np.zeros((replicates, patience)), np.zeros(replicates, dtype=np.int64), np.zeros(replicates))
+
+    def update(self, state: ChangeWindow, terminated, change_norm, threshold: float, patience: int):
+        """Return (state, reopen); ``state`` is updated in place."""
+        k = patience
+        terminated = np.asarray(terminated, dtype=bool)
+        rows = np.flatnonzero(terminated)
+        slot = state.frozen[rows] % k
+        leaving = np.where(state.frozen[rows] >= k, state.recent[rows, slot], 0.0)
+        state.older[rows] += leaving
+        state.recent[rows, slot] = np.asarray(change_norm)[rows]
+        state.frozen[rows] += 1
+        baseline_rounds = state.frozen - k
+        window_mean = state.recent.sum(axis=1) / k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            baseline = state.older / np.maximum(baseline_rounds, 1)
+        reopen = terminated & (baseline_rounds >= k) & (window_mean > threshold * baseline)
+        forget = ~terminated | reopen
+        state.recent[forget] = 0.0
+        state.frozen[forget] = 0
+        state.older[forget] = 0.0
+        return state, reopen
+
+
+#: Re-opening strategies by name (``Config.reopen``).
+REOPEN_RULES = {rule.name: rule for rule in (NeverReopen(), LocalityReopening(), WindowReopening())}
 
 
 #: Routers by name (``Config.router``): the noisy top-1 gate of Eq. (2), or the

@@ -13,7 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from .config import Config
-from .tasks import Pool, check_pool, draw_rounds, feature_matrices, make_pool, round_blocks, seed_sequences
+from .tasks import (
+    Pool,
+    check_pool,
+    draw_rounds,
+    feature_matrices,
+    feature_variances,
+    make_pool,
+    round_blocks,
+    seed_sequences,
+)
 
 
 def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool | None = None) -> dict:
@@ -30,6 +39,16 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
     flags = np.ones(M, dtype=bool)
     training = True
     termination_round = -1
+    first_check = config.T1  # termination is checked in rounds t > first_check
+    strikes = 0  # re-opening "locality": consecutive large changes of the frozen gate
+    frozen_changes = []  # re-opening "window": change norms since the gate froze
+    weights = feature_variances(d, config.anisotropy) if config.error_metric == "sigma" else np.ones(d)
+
+    def error(w, n):  # E_n(w): Euclidean, or weighted by the feature variances
+        return float(np.sum(weights * (w - W[n]) ** 2))
+
+    def closest(w):
+        return int(np.argmin([error(w, n) for n in range(len(W))]))
     task_history, expert_history, error_when_learned = [], [], []
     out = {
         "tasks": np.zeros(T, dtype=np.int64),
@@ -39,9 +58,11 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
         "gate_values": np.zeros((T, M)),
         "change_norm": np.zeros(T),
         "closest_truth": np.zeros((T, M), dtype=np.int64),
+        "gate_trained": np.zeros(T, dtype=bool),
+        "drift_generalization": np.full(T, np.nan),
     }
     for start, length in round_blocks(T):
-        draws = draw_rounds(config, [rng], length)
+        draws = draw_rounds(config, [rng], length, start)
         for j in range(length):
             t = start + j + 1
             n = int(draws.tasks[0, j])
@@ -58,35 +79,69 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
                 m = int(np.argmin(sizes))
 
             # Eq. (5): minimum-norm update of the selected expert (or gradient steps).
-            old = experts[m].copy()
-            if config.expert_update == "exact":
-                experts[m] = old + X @ np.linalg.solve(X.T @ X, y - X.T @ old)
-            else:
+            def learn(old):
+                if config.expert_update == "exact":
+                    return old + X @ np.linalg.solve(X.T @ X, y - X.T @ old)
                 step = 1.0 / np.linalg.eigvalsh(X.T @ X).max()
                 w = old.copy()
                 for _ in range(config.gradient_steps):
                     w = w - step * X @ (X.T @ w - y)
-                experts[m] = w
+                return w
+
+            old = experts[m].copy()
+            experts[m] = learn(old)
             change_norm = np.linalg.norm(experts[m] - old)
+
+            # Sharing within the expert set once the gate has terminated (issue 9).
+            if config.sharing != "none" and not training:
+                own = closest(experts[m])
+                members = [k for k in range(M) if closest(experts[k]) == own]
+                if len(members) > 1:
+                    if config.sharing == "update":
+                        for k in members:
+                            if k != m:
+                                experts[k] = learn(experts[k])
+                    else:
+                        experts[members] = np.mean(experts[members], axis=0)
 
             # Metrics from their definitions.
             task_history.append(n)
             expert_history.append(m)
-            error_when_learned.append(np.sum((experts[m] - W[n]) ** 2))
-            now = np.sum((experts[expert_history] - W[task_history]) ** 2, axis=1)
+            error_when_learned.append(error(experts[m], n))
+            now = np.array([error(experts[k], i) for k, i in zip(expert_history, task_history)])
             if t > 1:
                 out["forgetting"][t - 1] = np.mean(now[:-1] - np.array(error_when_learned[:-1]))
             out["generalization"][t - 1] = np.mean(now)
+            if config.drift_round is not None and t > config.drift_round:
+                out["drift_generalization"][t - 1] = np.mean(now[config.drift_round:])
 
-            # Termination check (book choice), then the gate step Eq. (9).
+            # Re-opening and termination checks (book choices), then the gate step Eq. (9).
             counts[m] += 1
-            if config.termination == "gap" and t > config.T1 and training:
+            reopen = False
+            if config.reopen == "locality" and not training:
+                strikes = strikes + 1 if change_norm > config.reopen_threshold else 0
+                reopen = strikes >= config.reopen_patience
+            elif config.reopen == "window" and not training:
+                # mean change of the last k frozen rounds against the mean of the earlier ones
+                frozen_changes.append(change_norm)
+                k = config.reopen_patience
+                if len(frozen_changes) >= 2 * k:
+                    recent, baseline = np.mean(frozen_changes[-k:]), np.mean(frozen_changes[:-k])
+                    reopen = recent > config.reopen_threshold * baseline
+            else:
+                strikes, frozen_changes = 0, []
+            if reopen:
+                training, strikes, frozen_changes, first_check = True, 0, [], t + config.T1
+                flags[:] = True
+            if config.termination == "gap" and t > first_check and training:
                 for k in range(M):
                     if abs(h[k] - h[m]) < config.Gamma:
                         flags[k] = False
                 if not flags.any():
                     training = False
-                    termination_round = t
+                    if termination_round < 0:
+                        termination_round = t
+            out["gate_trained"][t - 1] = training
             if training:
                 pi = np.exp(h - h.max())
                 pi /= pi.sum()
@@ -106,7 +161,7 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
             out["experts"][t - 1] = m
             out["gate_values"][t - 1] = h
             out["change_norm"][t - 1] = change_norm
-            out["closest_truth"][t - 1] = np.argmin(np.sum((experts[:, None] - W[None]) ** 2, axis=-1), axis=1)
+            out["closest_truth"][t - 1] = [closest(w) for w in experts]
     out["termination_round"] = termination_round
     out["final_experts"] = experts
     out["final_theta"] = theta

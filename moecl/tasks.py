@@ -92,7 +92,41 @@ def make_pool(config: Config, rng: np.random.Generator) -> Pool:
     else:
         directions = (G / np.linalg.norm(G, axis=0)).T
     V = config.v_norm * directions
+    if config.drift_round is not None:
+        W, V = _add_drift_truths(config, rng, W, G)
     return Pool(W=W, V=V)
+
+
+def _add_drift_truths(config: Config, rng: np.random.Generator, W: np.ndarray, G: np.ndarray):
+    """Append the ``drift_count`` truths that arrive at round ``drift_round`` (**book choice**).
+
+    They are fresh draws ``N(0, sigma0^2 I_d)`` (with or without clusters), drawn after
+    the original pool so that the first N truths are those of the run without drift;
+    their feature signals continue the orthonormal system when ``N + drift_count <= d``.
+    """
+    k, d, N = config.drift_count, config.d, config.N
+    W_new = config.sigma0 * rng.standard_normal((k, d))
+    G_all = np.concatenate([G, rng.standard_normal((d, k))], axis=1)
+    if N + k <= d:
+        Q, R = np.linalg.qr(G_all)
+        directions = (Q * np.sign(np.diag(R))).T
+    else:
+        directions = (G_all / np.linalg.norm(G_all, axis=0)).T
+    V_old = config.v_norm * directions[:N]
+    return np.concatenate([W, W_new]), np.concatenate([V_old, config.v_norm * directions[N:]])
+
+
+def active_truths(config: Config, t) -> np.ndarray:
+    """Indices into the pool of the N truths that tasks of round(s) t draw from.
+
+    Before (and at) ``drift_round`` these are 0..N-1; afterwards truth n < drift_count is
+    replaced by truth ``N + n``.
+    """
+    truths = np.arange(config.N)
+    if config.drift_round is None or t <= config.drift_round:
+        return truths
+    truths[: config.drift_count] += config.N
+    return truths
 
 
 def cluster_of(config: Config) -> np.ndarray:
@@ -111,9 +145,10 @@ def check_pool(config: Config, pool: Pool) -> Pool:
         pool = Pool(W=np.asarray(W, dtype=float), V=np.asarray(V, dtype=float))
     for name in ("W", "V"):
         array = getattr(pool, name)
-        if array.shape != (config.N, config.d):
+        if array.shape != (config.pool_size, config.d):
+            what = "(N, d)" if config.pool_size == config.N else "(N + drift_count, d)"
             raise ValueError(
-                f"pool.{name} has shape {array.shape}, expected (N, d) = ({config.N}, {config.d})"
+                f"pool.{name} has shape {array.shape}, expected {what} = ({config.pool_size}, {config.d})"
             )
         if not np.all(np.isfinite(array)):
             raise ValueError(f"pool.{name} contains non-finite values")
@@ -136,11 +171,13 @@ class Rounds:
     route_uniform: np.ndarray
 
 
-def draw_rounds(config: Config, rngs: list, rounds: int) -> Rounds:
-    """Draw ``rounds`` rounds for every replicate generator in ``rngs``.
+def draw_rounds(config: Config, rngs: list, rounds: int, start: int = 0) -> Rounds:
+    """Draw ``rounds`` rounds (rounds ``start + 1 ..``) for every replicate generator in ``rngs``.
 
     The order of draws inside one replicate's stream is fixed: task indices, signal
-    positions, noise columns, routing uniforms.
+    positions, noise columns, routing uniforms. With drift, a task index drawn after
+    ``drift_round`` is mapped to the truth that replaced it (`active_truths`), so the
+    stream of draws is the same with and without drift.
     """
     R, d, s, M = len(rngs), config.d, config.s, config.M
     tasks = np.empty((R, rounds), dtype=np.int64)
@@ -152,6 +189,9 @@ def draw_rounds(config: Config, rngs: list, rounds: int) -> Rounds:
         signal_pos[k] = rng.integers(0, s, size=rounds)
         rng.standard_normal(out=noise[k])
         rng.random(out=route_uniform[k])
+    if config.drift_round is not None:
+        after = start + 1 + np.arange(rounds) > config.drift_round
+        tasks[:, after] = active_truths(config, config.drift_round + 1)[tasks[:, after]]
     return Rounds(tasks, signal_pos, noise, route_uniform)
 
 
@@ -172,12 +212,33 @@ def feature_matrices(config: Config, V: np.ndarray, tasks, signal_pos, noise) ->
     return np.swapaxes(samples(config, V, tasks, signal_pos, noise), -1, -2)
 
 
+def feature_variances(d: int, anisotropy: float = 1.0) -> np.ndarray:
+    """The diagonal of the feature covariance Sigma (issue 9, section 6; **book choice**).
+
+    Variances fall geometrically along the coordinates from the largest to the smallest,
+    ``anisotropy`` (``kappa >= 1``) being their ratio, and are normalised to mean 1 so
+    that ``trace(Sigma) = d`` as for ``Sigma = I`` (``anisotropy = 1``).
+    """
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d={d!r} must be a positive integer")
+    kappa = float(anisotropy)
+    if not np.isfinite(kappa) or kappa < 1.0:
+        raise ValueError(f"anisotropy={anisotropy!r} must be a finite number at least 1")
+    exponents = np.arange(d) / max(d - 1, 1)
+    variances = kappa ** -exponents
+    return variances * (d / variances.sum())
+
+
 def samples(config: Config, V: np.ndarray, tasks, signal_pos, noise, out=None) -> np.ndarray:
     """The samples of X_t as rows, ``X_t^T`` (..., s, d); see `feature_matrices`.
 
+    Noise columns are ``sigma_t`` times the standard normal draws, scaled per coordinate
+    by ``sqrt(diag(Sigma))`` when ``config.anisotropy > 1`` (`feature_variances`).
     ``out`` may be ``noise`` itself to build the samples in place.
     """
     Z = np.multiply(noise, config.sigma_t, out=out)
+    if config.anisotropy != 1.0:
+        Z *= np.sqrt(feature_variances(config.d, config.anisotropy))
     if config.features == "definition1":
         tasks = np.asarray(tasks)
         lead = np.indices(tasks.shape, sparse=True)

@@ -144,6 +144,13 @@ STRATEGY_CONFIGS = {
     "entropy": moecl.Config(M=6, T=120, sigma0=0.3, balance_loss="entropy"),
     "least-change": moecl.Config(M=6, T=80, router="least_change"),
     "gradient-3": moecl.Config(M=4, T=80, sigma0=0.3, expert_update="gradient", gradient_steps=3),
+    # issue 9, sections 4-6 (M8 with sigma0 = 0.3 terminates by round ~40 of 150)
+    "sharing-update": moecl.Config(M=8, T=150, sigma0=0.3, sharing="update"),
+    "sharing-average": moecl.Config(M=8, T=150, sigma0=0.3, sharing="average"),
+    "drift-reopen": moecl.Config(
+        M=8, T=160, sigma0=0.3, drift_round=70, drift_count=2, reopen="locality", reopen_threshold=0.2, reopen_patience=3
+    ),
+    "anisotropic-sigma": moecl.Config(M=4, T=80, sigma0=0.3, anisotropy=10.0, error_metric="sigma"),
 }
 
 
@@ -156,6 +163,9 @@ def test_strategies_equal_oracle(name):
     for field in FIELDS:
         np.testing.assert_allclose(getattr(result, field)[0], oracle[field], rtol=1e-7, atol=1e-9, err_msg=f"{name}: {field}")
     np.testing.assert_allclose(result.final_theta[0], oracle["final_theta"], atol=1e-9)
+    np.testing.assert_array_equal(result.gate_trained[0], oracle["gate_trained"])
+    np.testing.assert_allclose(result.drift_generalization[0], oracle["drift_generalization"], rtol=1e-7, atol=1e-9)
+    assert result.termination_round[0] == oracle["termination_round"]
 
 
 def test_gradient_update_tends_to_the_exact_update():
@@ -175,3 +185,32 @@ def test_least_change_router_ignores_the_gate():
     result = moecl.simulate(moecl.Config(M=4, T=60, router="least_change"), replicates=2, seed=0)
     assert np.all(result.final_theta != 0)  # the gate still trains on its losses...
     assert np.all(result.experts[:, 0] == 0)  # ...but routing follows the change norms: all tie at 0
+
+
+def test_new_strategies_at_their_neutral_values_change_nothing():
+    """anisotropy 1 with Sigma-weighted errors is the Euclidean run; sharing without
+    termination never shares (the gate never freezes); re-opening a gate that never
+    terminates does nothing."""
+    base = moecl.Config(M=6, T=120, sigma0=0.3, termination="none")
+    reference = moecl.simulate(base, replicates=2, seed=3)
+    for changes in ({"error_metric": "sigma"}, {"sharing": "update"}, {"sharing": "average"}, {"reopen": "locality"}):
+        other = moecl.simulate(base.replace(**changes), replicates=2, seed=3)
+        for field in FIELDS + ["final_experts", "final_theta", "gate_trained"]:
+            np.testing.assert_array_equal(getattr(other, field), getattr(reference, field), err_msg=str(changes))
+
+
+def test_drift_freezes_a_terminated_gate_and_reopening_restarts_it():
+    config = moecl.Config(M=8, T=400, sigma0=0.3, drift_round=200, drift_count=2)
+    frozen = moecl.simulate(config, replicates=4, seed=2)
+    assert np.all((frozen.termination_round > 0) & (frozen.termination_round < 200))
+    assert not frozen.gate_trained[:, 199:].any()  # the new truths meet a frozen gate
+    assert set(np.unique(frozen.tasks[:, 200:])) == {2, 3, 4, 5}  # truths 0, 1 were replaced by 4, 5
+    assert set(np.unique(frozen.tasks[:, :200])) == {0, 1, 2, 3}
+    reopened = moecl.simulate(config.replace(reopen="locality", reopen_threshold=0.3), replicates=4, seed=2)
+    np.testing.assert_array_equal(reopened.tasks, frozen.tasks)
+    restarts = np.sum(np.diff(reopened.gate_trained.astype(int), axis=1) == 1, axis=1)
+    assert np.all(restarts >= 1)
+    assert np.all(reopened.gate_trained[:, 200:].any(axis=1))
+    assert np.all(np.isnan(frozen.drift_generalization[:, :200]))
+    assert np.all(np.isfinite(frozen.drift_generalization[:, 200:]))
+    assert np.all(np.isnan(moecl.simulate(config.replace(drift_round=None), replicates=1, seed=2).drift_generalization))

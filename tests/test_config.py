@@ -65,6 +65,16 @@ def test_config_is_frozen():
         ({"router": "random"}, ["router='random'"]),
         ({"expert_update": "sgd"}, ["expert_update='sgd'"]),
         ({"gradient_steps": 0}, ["gradient_steps=0"]),
+        ({"sharing": "copy"}, ["sharing='copy'"]),
+        ({"reopen": "always"}, ["reopen='always'"]),
+        ({"error_metric": "l1"}, ["error_metric='l1'"]),
+        ({"drift_round": 0}, ["drift_round=0"]),
+        ({"drift_round": 1000}, ["drift_round=1000", "T=1000"]),
+        ({"drift_round": 10, "drift_count": 5}, ["drift_count=5", "N=4"]),
+        ({"drift_count": 0}, ["drift_count=0"]),
+        ({"reopen_threshold": -0.1}, ["reopen_threshold=-0.1"]),
+        ({"reopen_patience": 0}, ["reopen_patience=0"]),
+        ({"anisotropy": 0.5}, ["anisotropy=0.5"]),
     ],
 )
 def test_bad_values_name_the_parameter(changes, words):
@@ -95,3 +105,9 @@ def test_simulate_rejects_bad_arguments():
         moecl.simulate(config, pool=(W, np.full_like(W, np.nan)))
     with pytest.raises(ValueError, match="pair"):
         moecl.simulate(config, pool=W)
+
+
+def test_pool_size_counts_the_truths_that_arrive_with_drift():
+    assert moecl.Config(N=4).pool_size == 4
+    assert moecl.Config(N=4, drift_count=3).pool_size == 4  # no drift round: no new truths
+    assert moecl.Config(N=4, T=100, drift_round=50, drift_count=3).pool_size == 7

@@ -99,3 +99,37 @@ def test_change_norms_are_the_eq5_change_of_every_expert():
         for m in range(M):
             expected = np.linalg.norm(experts.min_norm_change(models[r, m], Z[r].T, y))
             assert norms[r, m] == pytest.approx(expected, rel=1e-10)
+
+
+def test_share_within_set_update_and_average():
+    rng = np.random.default_rng(4)
+    d, s = 8, 3
+    X = rng.standard_normal((d, s))
+    target = rng.standard_normal(d)
+    P = experts.projector(X)
+    models = rng.standard_normal((1, 4, d))
+    in_set = np.array([[True, False, True, True]])
+    selected = np.array([2])
+
+    def learn(w):
+        return (P @ (target - w).T).T
+
+    updated = models.copy()
+    shared = experts.share_within_set("update", updated, in_set, selected, learn)
+    assert shared.tolist() == [True]
+    for k in (0, 3):  # the other members learned the task by Eq. (5) ...
+        np.testing.assert_allclose(updated[0, k], models[0, k] + P @ (target - models[0, k]))
+    np.testing.assert_array_equal(updated[0, [1, 2]], models[0, [1, 2]])  # ... the rest stayed put
+
+    averaged = models.copy()
+    experts.share_within_set("average", averaged, in_set, selected, learn)
+    mean = models[0, [0, 2, 3]].mean(axis=0)
+    for k in (0, 2, 3):
+        np.testing.assert_allclose(averaged[0, k], mean)
+    np.testing.assert_array_equal(averaged[0, 1], models[0, 1])
+
+    alone = models.copy()
+    assert not experts.share_within_set("update", alone, np.array([[False, False, True, False]]), selected, learn).any()
+    np.testing.assert_array_equal(alone, models)
+    with pytest.raises(ValueError, match="'copy'"):
+        experts.share_within_set("copy", models.copy(), in_set, selected, learn)

@@ -124,3 +124,25 @@ def test_entropy_gradient_equals_autograd(seed):
     # The bonus pushes towards uniform routing: a step lowers -H(pi).
     stepped = gate.gate_step(theta, c, xbar, 0.05)
     assert np.all(gate.entropy_loss(gate.softmax(gate.gate_values(stepped, xbar)), alpha) < gate.entropy_loss(pi, alpha))
+
+
+def test_gap_termination_with_per_replicate_first_check():
+    """After a re-opening a replicate clears no flag until its own round T1 + t_reopen."""
+    rule = gate.TERMINATION_RULES["gap"]
+    h = np.zeros((2, 3))  # every gap is 0 < Gamma: a checked replicate clears every flag
+    flags, stop = rule.update(rule.initial_flags((2, 3)), h, np.array([0, 0]), 10, np.array([5, 10]), 0.1)
+    np.testing.assert_array_equal(stop, [True, False])
+    np.testing.assert_array_equal(flags, [[False] * 3, [True] * 3])
+
+
+def test_locality_reopening_counts_consecutive_large_changes():
+    rule = gate.REOPEN_RULES["locality"]
+    strikes = np.zeros(3, dtype=int)
+    terminated = np.array([True, True, False])
+    history = []
+    for change in ([0.5, 0.5, 0.5], [0.5, 0.01, 0.5], [0.5, 0.5, 0.5]):
+        strikes, reopen = rule.update(strikes, terminated, np.array(change), 0.1, 3)
+        history.append(reopen.copy())
+    np.testing.assert_array_equal(history[-1], [True, False, False])  # 3 in a row; the 2nd was reset
+    np.testing.assert_array_equal(strikes, [0, 1, 0])  # reset after re-opening; a training gate counts nothing
+    assert not np.any(gate.REOPEN_RULES["never"].update(strikes, terminated, np.ones(3), 0.1, 1)[1])

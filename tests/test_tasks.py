@@ -79,3 +79,46 @@ def test_round_blocks_cover_every_round():
     assert blocks[0] == (0, tasks.CHUNK)
     assert sum(length for _, length in blocks) == 70
     assert [start for start, _ in blocks] == list(range(0, 70, tasks.CHUNK))
+
+
+def test_feature_variances():
+    np.testing.assert_array_equal(tasks.feature_variances(5, 1.0), np.ones(5))
+    v = tasks.feature_variances(20, 10.0)
+    assert v.mean() == pytest.approx(1.0) and v.max() / v.min() == pytest.approx(10.0)
+    assert np.all(np.diff(v) < 0)
+    for bad, word in (({"d": 0}, "d=0"), ({"d": 3, "anisotropy": 0.9}, "anisotropy=0.9")):
+        with pytest.raises(ValueError, match=word):
+            tasks.feature_variances(**{"anisotropy": 1.0, **bad})
+
+
+def test_anisotropic_noise_columns_have_covariance_sigma():
+    config = moecl.Config(d=6, s=3, features="isotropic", sigma_t=1.0, anisotropy=8.0)
+    rngs = [np.random.default_rng(k) for k in range(4)]
+    draws = tasks.draw_rounds(config, rngs, 2000)
+    Z = tasks.samples(config, np.zeros((config.N, config.d)), draws.tasks, draws.signal_pos, draws.noise)
+    variances = Z.reshape(-1, config.d).var(axis=0)
+    n = Z.size // config.d
+    expected = tasks.feature_variances(6, 8.0)
+    # the sample variance of n normals has SE sqrt(2/n) * variance
+    assert np.all(np.abs(variances - expected) < 4 * np.sqrt(2 / n) * expected)
+
+
+def test_drift_appends_new_truths_and_remaps_later_tasks():
+    base = moecl.Config(N=4, d=20, T=100)
+    drift = base.replace(drift_round=40, drift_count=2)
+    pool = tasks.make_pool(base, np.random.default_rng(3))
+    drifted = tasks.make_pool(drift, np.random.default_rng(3))
+    assert drifted.W.shape == drifted.V.shape == (6, 20)
+    np.testing.assert_array_equal(drifted.W[:4], pool.W)  # the old truths are the run without drift's
+    np.testing.assert_allclose(drifted.V[:4], pool.V, atol=1e-12)
+    np.testing.assert_allclose(drifted.V @ drifted.V.T, drift.v_norm**2 * np.eye(6), atol=1e-9)
+    np.testing.assert_array_equal(tasks.active_truths(drift, 40), [0, 1, 2, 3])
+    np.testing.assert_array_equal(tasks.active_truths(drift, 41), [4, 5, 2, 3])
+    plain = tasks.draw_rounds(base, [np.random.default_rng(1)], 32, start=32)
+    moved = tasks.draw_rounds(drift, [np.random.default_rng(1)], 32, start=32)
+    rounds = 33 + np.arange(32)
+    np.testing.assert_array_equal(moved.tasks[0, rounds <= 40], plain.tasks[0, rounds <= 40])
+    np.testing.assert_array_equal(moved.tasks[0, rounds > 40], tasks.active_truths(drift, 41)[plain.tasks[0, rounds > 40]])
+    np.testing.assert_array_equal(moved.noise, plain.noise)
+    with pytest.raises(ValueError, match="N \\+ drift_count"):
+        tasks.check_pool(drift, pool)
