@@ -137,9 +137,10 @@ def share_within_set(rule: str, models: np.ndarray, in_set: np.ndarray, selected
             if rows.any():
                 models[rows, k] += learn(models[:, k])[rows]
     elif rule == "average":
-        weights = in_set[..., None] & shared[:, None, None]
-        mean = np.sum(models * in_set[..., None], axis=1) / np.sum(in_set, axis=1)[:, None]
-        models[:] = np.where(weights, mean[:, None, :], models)
+        rows = np.flatnonzero(shared)
+        members = in_set[rows][..., None]
+        mean = np.sum(models[rows] * members, axis=1) / np.sum(members, axis=1)
+        models[rows] = np.where(members, mean[:, None, :], models[rows])
     else:
         raise ValueError(f"sharing rule {rule!r} is not one of ('none', 'update', 'average')")
     return shared

@@ -35,6 +35,27 @@ probability q_i[m, n] and, given it, the same expected increment at round t, so 
 ``E||w_t - w_n||^2 = r a(t-1)``). Then ``E[G_t] = sum B(t) / t`` and
 ``E[F_t] = (sum B(t) - r sum q_t a(t-1) - L(t-1)) / (t-1)``.
 
+Sharing within an expert set (``sharing="update"``, issue 9 section 4, book choice):
+in phase 2 the experts split into the *expert sets* of Q2 (`expert_sets`: experts
+linked by a truth they both serve), and when task (n', m) arrives every expert of
+m's set learns it by Eq. (5) with the same projector P_t. Each expert's own model
+still takes the step above, only more often: it is *updated* at round t with
+probability ``um(t) = sum_n' p_t[m, n']``, where ``p_t = S q_t`` and
+``S[m, m'] = 1`` when m and m' share a set (``p_t = q_t`` without sharing). The
+"is updated" law p replaces the "is routed" law q wherever an expert moves:
+
+    a(t) = (1 - (1-r) um(t)) a(t-1) + (1-r) (p_t Delta)[m, n]
+    B(t) = (1 - (1-r) um(t)) B(t-1) + (1-r) C(t-1) (p_t Delta) + r q_t a(t-1)
+
+while C, L and the fresh term ``r q_t a(t-1)`` keep q: they count the tasks routed
+to m (G_t and F_t score task i on the expert m_i that the router picked, whose model
+now also moves when a set-mate is picked). The step is exact because the round's
+routing is independent of the models and P_t of everything else, so the expected
+increment of an old task's error at round t depends on the past only through
+||w_(t-1)^(m) - w_n||^2. For balanced sets of equal size (|g| truths each) an
+expert is updated with probability |g|/N in phase 2 instead of 1/M: the phase-2
+factor becomes ``1 - (1 - r)|g|/N`` (`moecl.theory.sharing_expectations`).
+
 These expectations are exact for the phase model with isotropic Gaussian features
 (`phase_model_expectations`, checked against the Monte Carlo `simulate_phase_model`).
 For Algorithm 1 they are an approximation twice over: its routing depends on the
@@ -52,6 +73,10 @@ from .experts import min_norm_change
 
 #: Tolerance on the row sums of a routing matrix.
 ROW_SUM_TOL = 1e-9
+
+#: Sharing rules of the phase model: the paper's isolated experts, or every expert of
+#: the selected expert's set learning the task in phase 2 (module docstring).
+PHASE_SHARING_RULES = ("none", "update")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -123,6 +148,18 @@ def squared_gaps(W: np.ndarray) -> np.ndarray:
     return np.sum(diff * diff, axis=-1)
 
 
+def check_sharing(sharing) -> str:
+    """The phase model's sharing rule, one of `PHASE_SHARING_RULES`, or ValueError naming it."""
+    if not isinstance(sharing, str) or sharing not in PHASE_SHARING_RULES:
+        extra = (
+            " (the phase model has no closed form for averaging; use moecl.simulate(Config(sharing='average')))"
+            if sharing == "average"
+            else ""
+        )
+        raise ValueError(f"sharing={sharing!r} is not one of {PHASE_SHARING_RULES}{extra}")
+    return sharing
+
+
 # --------------------------------------------------------------------------- routing
 
 
@@ -191,6 +228,60 @@ def balanced_groups(Q2) -> np.ndarray:
     return groups
 
 
+def expert_sets(Q2) -> np.ndarray:
+    """The expert set of every expert under the phase-2 routing Q2 (N, M): labels (M,).
+
+    Two experts are in one set when they serve a common truth (``Q2[n, m] > 0`` and
+    ``Q2[n, m'] > 0``), closed transitively (connected components of the bipartite
+    truth-expert support graph); an expert that serves no truth is a set of its own.
+    For block-structured Q2 (`balanced_groups`) the sets are the blocks E_g, the
+    expert sets M_n of Proposition 1; with ``default_routing(N, M)`` and ``M < N``
+    every set is one expert. Labels are numbered by first appearance (expert 0 is in
+    set 0). This is the phase model's counterpart of the book's choice for Algorithm 1
+    (experts with the same closest ground truth), where the routing has formed them.
+    """
+    Q2 = np.asarray(Q2, dtype=float)
+    if Q2.ndim != 2:
+        raise ValueError(f"Q2 has shape {Q2.shape}, expected (N, M)")
+    M = Q2.shape[1]
+    parent = list(range(M))
+
+    def root(m):
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    for row in Q2:
+        support = np.flatnonzero(row > 0)
+        for m in support[1:]:
+            parent[root(int(m))] = root(int(support[0]))
+    roots = [root(m) for m in range(M)]
+    labels = {}
+    return np.array([labels.setdefault(g, len(labels)) for g in roots], dtype=np.int64)
+
+
+def check_sets(sets, M: int) -> np.ndarray:
+    """Expert-set labels (M,) as an int array, or ValueError naming ``sets``."""
+    labels = np.asarray(sets)
+    if labels.shape != (M,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"sets={sets!r} must be M={M} integer set labels, one per expert")
+    return labels.astype(np.int64)
+
+
+def update_law(q, Q2, sets=None) -> np.ndarray:
+    """p[m, n] = P(expert m is updated towards truth n) under sharing: ``p = S q``.
+
+    q (M, N): the routing law of the round, q[m, n] = P(m_t = m, n_t = n); S the
+    (M, M) same-set indicator of the set labels ``sets`` (``None``: `expert_sets(Q2)`).
+    Each expert of the selected expert's set learns the task, so expert m moves
+    towards n when the task is n and any expert of m's set is picked.
+    """
+    labels = expert_sets(Q2) if sets is None else np.asarray(sets)
+    same = (labels[:, None] == labels[None, :]).astype(float)
+    return same @ q
+
+
 def routing_matrices(Q2) -> tuple[np.ndarray, np.ndarray]:
     """q1, q2 (M, N): the joint law q[m, n] of (m_t, n_t) in exploration and in specialisation."""
     Q2 = np.asarray(Q2, dtype=float)
@@ -201,13 +292,18 @@ def routing_matrices(Q2) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- exact expectations
 
 
-def phase_model_expectations(W, r, M, T, T1, Q2=None) -> dict:
+def phase_model_expectations(W, r, M, T, T1, Q2=None, sharing="none", sets=None) -> dict:
     """Exact E[G_t] and E[F_t], t = 1..T, of the phase model (module docstring).
 
     W: ground truths (N, d) (or a `moecl.Pool`); r = 1 - s/d in (0, 1); M experts;
     T rounds; exploration for the first T1 rounds (uniform routing), then routing by
     Q2 (N, M) (``None``: `default_routing(N, M)`). Works for any pool and any routing
-    matrix, in O(T M N^2).
+    matrix, in O(T M N^2). sharing: ``"none"`` (the paper's isolated experts) or
+    ``"update"`` (in phase 2 every expert of the selected expert's set, `expert_sets`,
+    learns the task with the same P_t; module docstring). sets: labels (M,) of the
+    expert sets that share (``None``: `expert_sets(Q2)`); given, they may differ from
+    Q2's support, e.g. pure sets under impure routing (a misrouted task then updates
+    the whole set it was sent to).
 
     Returns ``{"generalization": (T,), "forgetting": (T,)}``; forgetting is NaN at
     t = 1 (no earlier task). Exact for isotropic Gaussian features; only an
@@ -219,11 +315,13 @@ def phase_model_expectations(W, r, M, T, T1, Q2=None) -> dict:
     T, T1 = check_phases(T, T1)
     N = W.shape[0]
     Q2 = default_routing(N, M) if Q2 is None else check_routing(Q2, N, M)
-    out = _expectations(W, r, M, T, T1, Q2[None])
+    sharing = check_sharing(sharing)
+    sets = None if sets is None else check_sets(sets, M)[None]
+    out = _expectations(W, r, M, T, T1, Q2[None], sharing=sharing, sets=sets)
     return {name: values[0] for name, values in out.items()}
 
 
-def expectations_over_routings(W, r, M, T, T1, Q2s) -> dict:
+def expectations_over_routings(W, r, M, T, T1, Q2s, sharing="none", sets=None) -> dict:
     """E[G_t] and E[F_t] of the phase model whose phase-2 routing is itself random.
 
     Q2s (R, N, M): R routing matrices, each with rows summing to 1. The phase model
@@ -234,6 +332,9 @@ def expectations_over_routings(W, r, M, T, T1, Q2s) -> dict:
     actually used after T1 (`measured_routing`) this is "the phase model with the
     routing Algorithm 1 achieved": what is left between it and Algorithm 1 comes from
     the routing's dependence on the models and from the feature model.
+
+    sharing: as in `phase_model_expectations`; sets: ``None`` (each replicate's sets
+    from its own Q2, `expert_sets`), labels (M,) for all, or (R, M), one row a routing.
 
     Returns ``{"generalization": (T,), "forgetting": (T,)}`` (forgetting NaN at t = 1).
     """
@@ -247,21 +348,38 @@ def expectations_over_routings(W, r, M, T, T1, Q2s) -> dict:
         raise ValueError(f"Q2s has shape {Q2s.shape}, expected (R, N, M) = (R, {N}, {M}) with R >= 1")
     for Q2 in Q2s:
         check_routing(Q2, N, M)
-    out = _expectations(W, r, M, T, T1, Q2s)
+    sharing = check_sharing(sharing)
+    if sets is not None:
+        labels = np.asarray(sets)
+        if labels.ndim == 2 and labels.shape[0] == Q2s.shape[0]:
+            sets = np.stack([check_sets(row, M) for row in labels])
+        else:
+            sets = np.broadcast_to(check_sets(labels, M), (Q2s.shape[0], M))
+    out = _expectations(W, r, M, T, T1, Q2s, sharing=sharing, sets=sets)
     return {name: values.mean(axis=0) for name, values in out.items()}
 
 
-def _expectations(W, r, M, T, T1, Q2s) -> dict:
-    """The recursion of the module docstring for a stack Q2s (R, N, M) of checked routings."""
+def _expectations(W, r, M, T, T1, Q2s, sharing="none", sets=None) -> dict:
+    """The recursion of the module docstring for a stack Q2s (R, N, M) of checked routings.
+
+    q is the law of the routed pair (m_t, n_t), p the law of "expert m is updated
+    towards n": p = q without sharing (the very same array, so those numbers are
+    unchanged), p = S q in phase 2 with ``sharing="update"`` (`update_law`).
+    """
     N = W.shape[0]
     R = Q2s.shape[0]
     q1 = np.full((1, M, N), 1.0 / (N * M))
     q2 = np.swapaxes(Q2s, 1, 2) / N  # q[m, n] = Q2[n, m] / N
+    if sharing == "update":
+        labels = [None] * R if sets is None else sets
+        p2 = np.stack([update_law(q, Q2, s) for q, Q2, s in zip(q2, Q2s, labels)])
+    else:
+        p2 = q2
 
     norms = np.sum(W * W, axis=1)
     Delta = squared_gaps(W)
-    # per phase: q, (q Delta)[m, n] and the retention factor 1 - (1 - r) qm
-    phases = [(q, q @ Delta, 1.0 - (1.0 - r) * q.sum(axis=2, keepdims=True)) for q in (q1, q2)]
+    # per phase: q, (p Delta)[m, n] and the retention factor 1 - (1 - r) pm
+    phases = [(q, p @ Delta, 1.0 - (1.0 - r) * p.sum(axis=2, keepdims=True)) for q, p in ((q1, q1), (q2, p2))]
 
     a = np.broadcast_to(norms, (R, M, N)).copy()
     B = np.zeros((R, M, N))
@@ -320,15 +438,18 @@ def measured_routing(tasks, experts, N, M, start=0, end=None) -> np.ndarray:
 # --------------------------------------------------------------------------- Monte Carlo
 
 
-def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) -> dict:
+def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0, sharing="none", sets=None) -> dict:
     """Monte Carlo of the phase model, vectorised over replicates.
 
     Each replicate: experts start at 0; round t draws n_t uniformly from the N
     truths, m_t from row n_t of the routing matrix of its phase (uniform for
     t <= T1, Q2 afterwards; ``None``: `default_routing(N, M)`), and isotropic data
     X_t (d x s, i.i.d. N(0, 1) entries); expert m_t takes the min-norm step of
-    Eq. (5) towards w_{n_t} (`moecl.experts.min_norm_change`), the others stay put.
-    The routing never looks at the models.
+    Eq. (5) towards w_{n_t} (`moecl.experts.min_norm_change`), the others stay put;
+    with ``sharing="update"``, in phase 2 (t > T1) the other experts of m_t's set
+    (labels ``sets``; ``None``: `expert_sets(Q2)`) learn the task too, each by Eq. (5) from its own model with
+    the same X_t. The routing never looks at the models, and the random stream does
+    not depend on ``sharing`` (same seed, same tasks, routing and data).
 
     Returns ``{"generalization": (R, T), "forgetting": (R, T), "tasks": (R, T),
     "experts": (R, T)}``, forgetting NaN at t = 1, with the metrics of the paper
@@ -347,6 +468,8 @@ def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) ->
     T, T1 = check_phases(T, T1)
     R = check_int("replicates", replicates, minimum=1)
     Q2 = default_routing(N, M) if Q2 is None else check_routing(Q2, N, M)
+    sharing = check_sharing(sharing)
+    set_of = expert_sets(Q2) if sets is None else check_sets(sets, M)
     cdf1 = np.cumsum(np.full((N, M), 1.0 / M), axis=1)
     cdf2 = np.cumsum(Q2, axis=1)
     rng = np.random.default_rng(seed)
@@ -368,11 +491,19 @@ def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) ->
         cdf = (cdf1 if t <= T1 else cdf2)[n]
         m = np.minimum(np.sum(rng.random(R)[:, None] >= cdf, axis=1), M - 1)
         X = rng.standard_normal((R, d, s))
+        labels = (np.swapaxes(X, 1, 2) @ W[n][:, :, None])[..., 0]
         selected = models[everyone, m]
-        selected = selected + min_norm_change(selected, X, (np.swapaxes(X, 1, 2) @ W[n][:, :, None])[..., 0])
+        selected = selected + min_norm_change(selected, X, labels)
         models[everyone, m] = selected
         diff = selected[:, None, :] - W
         errors[everyone, m] = np.sum(diff * diff, axis=-1)
+        if sharing == "update" and t > T1:
+            mates = (set_of[None, :] == set_of[m][:, None]) & (np.arange(M)[None, :] != m[:, None])
+            for k in np.flatnonzero(mates.any(axis=0)):
+                rows = np.flatnonzero(mates[:, k])
+                models[rows, k] += min_norm_change(models[rows, k], X[rows], labels[rows])
+                diff = models[rows, k][:, None, :] - W
+                errors[rows, k] = np.sum(diff * diff, axis=-1)
         total_before = np.sum(learned * errors, axis=(1, 2))
         if t > 1:
             out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
@@ -386,12 +517,17 @@ def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0) ->
 
 
 __all__ = [
+    "PHASE_SHARING_RULES",
     "balanced_groups",
+    "check_sets",
+    "check_sharing",
     "default_routing",
+    "expert_sets",
     "expectations_over_routings",
     "measured_routing",
     "phase_model_expectations",
     "routing_matrices",
     "simulate_phase_model",
     "squared_gaps",
+    "update_law",
 ]
