@@ -30,6 +30,12 @@ accuracy matrix, average accuracy, forgetting and backward transfer follow from 
 tables and the routing history in either scenario (`prediction_tables`,
 `accuracy_matrix`, `summarise`, all through `moecl.metrics`).
 
+Several seeds run as replicates in lockstep (``run(config, stream, seed=[s1, s2, ...])``
+or `run_replicates`): each keeps its own seeded state, while the training of the
+experts the replicates selected and their evaluation are batched over the replicates
+with stacked parameters (`torch.func.stack_module_state`, ``torch.vmap`` of
+`torch.func.functional_call`), so that small per-task batches still fill a GPU.
+
 Long runs write a checkpoint every ``checkpoint_every`` rounds (atomically); running
 the same call again resumes from it and ends with the same numbers as an
 uninterrupted run.
@@ -37,11 +43,13 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,8 +195,11 @@ class SmallCNN(nn.Module):
         """Penultimate features (4 * width): the input of the last linear layer."""
         return self.classifier[:-1](self.features(x))
 
-    def forward(self, x):
-        return self.classifier[-1](self.embed(x))
+    def forward(self, x, features: bool = False):
+        """Logits; with ``features``, (logits, penultimate features)."""
+        z = self.embed(x)
+        logits = self.classifier[-1](z)
+        return (logits, z) if features else logits
 
 
 class _BasicBlock(nn.Module):
@@ -229,8 +240,11 @@ class ResNet18(nn.Module):
         """Penultimate features (8 * width): the pooled output of the last stage."""
         return self.head[:-1](self.blocks(self.stem(x)))
 
-    def forward(self, x):
-        return self.head[-1](self.embed(x))
+    def forward(self, x, features: bool = False):
+        """Logits; with ``features``, (logits, penultimate features)."""
+        z = self.embed(x)
+        logits = self.head[-1](z)
+        return (logits, z) if features else logits
 
 
 def make_expert(config: DeepConfig, image_shape: tuple, num_outputs: int) -> nn.Module:
@@ -336,8 +350,77 @@ def _context(config: DeepConfig, stream, seed_sequence) -> dict:
     }
 
 
-def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 10, progress: bool = False) -> RoundRecords:
+def _check_seeds(seed, name: str) -> list[int]:
+    """The seeds of a run as a list of distinct non-negative integers (ValueError naming ``name``)."""
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"seed={value!r} must be a non-negative integer")
+        return int(value)
+
+    if isinstance(seed, (str, bytes)) or not hasattr(seed, "__iter__"):
+        return [check(seed)]
+    seeds = [check(value) for value in seed]
+    if not seeds:
+        raise ValueError(f"{name}={seed!r} must hold at least one seed")
+    repeated = sorted({value for value in seeds if seeds.count(value) > 1})
+    if repeated:
+        raise ValueError(f"{name}={seeds!r} repeats seed {repeated[0]}: replicates must be independent")
+    return seeds
+
+
+class _Replicate:
+    """One seed's share of a run: its generators, experts, strategy, records and test outputs.
+
+    Everything here is what a single-seed run has; a batched run holds one per seed
+    and keeps them apart, so replicate k of a batch is the run of its seed alone.
+    """
+
+    def __init__(self, config: DeepConfig, stream, seed: int, device, tests):
+        M, N, T = config.M, stream.N, config.T
+        init_ss, draw_ss, gate_ss = np.random.SeedSequence(seed).spawn(3)
+        torch.manual_seed(int(init_ss.generate_state(1)[0]))
+        self.models = [make_expert(config, stream.image_shape, stream.num_outputs).to(device) for _ in range(M)]
+        self.rng = np.random.default_rng(draw_ss)
+        self.context = _context(config, stream, gate_ss)
+        with torch.no_grad():  # in eval mode: a one-image batch must not touch BatchNorm's statistics
+            self.context["feature_dim"] = int(self.models[0].eval().embed(
+                torch.zeros((1, *stream.image_shape), device=device)).shape[1])
+        self.strategy = strategies_deep.make_strategy(config, stream, self.context)
+        class_scenario = stream.scenario == "class"
+        self.state = {
+            "strategy": self.strategy.initial_state(),
+            "seen": np.zeros(N, dtype=bool),
+            "records": RoundRecords(
+                tasks=np.zeros(T, dtype=np.int64),
+                experts=np.zeros(T, dtype=np.int64),
+                test_loss=np.zeros((T, M, N)),
+                test_accuracy=np.zeros((T, M, N)),
+                gate_values=np.zeros((T, M)),
+                change_norm=np.zeros(T),
+                source=stream.source,
+                method=config.method,
+                scenario=stream.scenario,
+                ensemble_loss=np.full((T, N), np.nan) if config.method == "seed" else None,
+                ensemble_accuracy=np.full((T, N), np.nan) if config.method == "seed" else None,
+                class_loss=np.full((T, N), np.nan) if class_scenario else None,
+                class_accuracy=np.full((T, N), np.nan) if class_scenario else None,
+            ),
+        }
+        self.gate_inputs = None
+        if class_scenario and config.method == "gate":
+            self.gate_inputs = [(np.asarray(x.cpu(), dtype=np.float64).reshape(len(x), -1) - self.context["centre"])
+                                for x, _ in tests]
+            if self.context["projection"] is not None:
+                self.gate_inputs = [g @ self.context["projection"].T for g in self.gate_inputs]
+        self.outputs = None
+        self.device = device
+
+    def embed(self, k, images):
+        return _features(self.models[k], torch.as_tensor(np.array(images), device=self.device))
+
+
+def run(config: DeepConfig, stream, seed: int | Sequence[int] = 0, checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 10, progress: bool = False) -> RoundRecords | list[RoundRecords]:
     """Run Algorithm 1 with deep experts on a task stream (`moecl.data.TaskStream`).
 
     One loop serves every method of ``config.method`` (`moecl.strategies_deep`): each
@@ -347,101 +430,116 @@ def run(config: DeepConfig, stream, seed: int = 0, checkpoint: str | os.PathLike
     prediction is evaluated on every type's test images (`RoundRecords`).
 
     ``seed`` seeds everything (expert initialisation, task draws, sampling, batch
-    order, routing noise). With ``checkpoint`` a file is written atomically every
-    ``checkpoint_every`` rounds; if it exists when the run starts, the run resumes
-    from it (the configuration, seed and stream must be the same).
+    order, routing noise). An integer runs one seed and returns its `RoundRecords`; a
+    sequence of distinct seeds runs them as replicates in lockstep, their training and
+    evaluation batched (`run_replicates`), and returns one `RoundRecords` per seed.
+    With ``checkpoint`` a file is written atomically every ``checkpoint_every`` rounds;
+    if it exists when the run starts, the run resumes from it (the configuration,
+    seeds and stream must be the same).
+    """
+    if isinstance(seed, (str, bytes)) or not hasattr(seed, "__iter__"):
+        return run_replicates(config, stream, _check_seeds(seed, "seed"), checkpoint, checkpoint_every, progress)[0]
+    return run_replicates(config, stream, _check_seeds(seed, "seed"), checkpoint, checkpoint_every, progress)
+
+
+def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint: str | os.PathLike | None = None,
+                   checkpoint_every: int = 10, progress: bool = False) -> list[RoundRecords]:
+    """Run one replicate of Algorithm 1 per seed, in lockstep; one `RoundRecords` per seed.
+
+    Each replicate keeps everything a single-seed `run` has: its own seeded generators
+    (a ``SeedSequence(seed)`` spawned into expert initialisation, draws and the gate
+    projection), experts, strategy state and records. Per round the cheap work (task
+    draw, the strategy's choice of the expert, bookkeeping, the gate step) loops over
+    the replicates; the expensive work is batched over them (**book choice**, so that a
+    small per-task batch still fills a GPU):
+
+    * training: the R selected experts (one per replicate) are stacked
+      (`torch.func.stack_module_state`) and trained together, each on its own
+      replicate's samples in its own seeded batch order, by one Adam over the stacked
+      tensors on the sum of the R losses (`_train`); Adam acts elementwise, so this is
+      R independent Adams;
+    * evaluation: the R trained experts run on every type's test images in one
+      ``torch.vmap`` call (`_outputs_stacked`).
+
+    With one seed both go through the plain single-network code, so ``seeds=[s]``
+    gives exactly ``run(config, stream, seed=s)``. In a batch the same arithmetic runs
+    in another order (grouped convolutions, float32 sums), so a replicate agrees with
+    its seed run alone to float32 rounding (about 1e-6 relative per step, growing
+    through training) rather than bit for bit. ``wall_time`` of every record is the
+    whole call's.
     """
     if not isinstance(config, DeepConfig):
         raise ValueError(f"config must be a moecl.deep.DeepConfig, got {type(config).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds={seeds!r} must be a sequence of seeds (for one seed: run(..., seed=s))")
+    seeds = _check_seeds(seeds, "seeds")
     _check_int("checkpoint_every", checkpoint_every, minimum=1)
     device = resolve_device(config.device)
     started = time.perf_counter()
-    M, N, T = config.M, stream.N, config.T
-    identity = {"config": dataclasses.asdict(config), "seed": int(seed), "stream": repr(stream)}
+    N, T = stream.N, config.T
+    identity = {"config": dataclasses.asdict(config), "seeds": list(seeds), "stream": repr(stream)}
 
-    init_ss, draw_ss, gate_ss = np.random.SeedSequence(int(seed)).spawn(3)
-    torch.manual_seed(int(init_ss.generate_state(1)[0]))
-    models = [make_expert(config, stream.image_shape, stream.num_outputs).to(device) for _ in range(M)]
-    rng = np.random.default_rng(draw_ss)
-    context = _context(config, stream, gate_ss)
-    with torch.no_grad():
-        context["feature_dim"] = int(models[0].embed(
-            torch.zeros((1, *stream.image_shape), device=device)).shape[1])
-    strategy = strategies_deep.make_strategy(config, stream, context)
     tests = [_test_set(task, config.test_samples, device) for task in stream]
-    class_scenario = stream.scenario == "class"
-
-    def embed(k, images):
-        return _features(models[k], torch.as_tensor(np.array(images), device=device))
-
-    state = {
-        "t": 0,
-        "strategy": strategy.initial_state(),
-        "seen": np.zeros(N, dtype=bool),
-        "records": RoundRecords(
-            tasks=np.zeros(T, dtype=np.int64),
-            experts=np.zeros(T, dtype=np.int64),
-            test_loss=np.zeros((T, M, N)),
-            test_accuracy=np.zeros((T, M, N)),
-            gate_values=np.zeros((T, M)),
-            change_norm=np.zeros(T),
-            source=stream.source,
-            method=config.method,
-            scenario=stream.scenario,
-            ensemble_loss=np.full((T, N), np.nan) if config.method == "seed" else None,
-            ensemble_accuracy=np.full((T, N), np.nan) if config.method == "seed" else None,
-            class_loss=np.full((T, N), np.nan) if class_scenario else None,
-            class_accuracy=np.full((T, N), np.nan) if class_scenario else None,
-        ),
-    }
+    replicates = [_Replicate(config, stream, seed, device, tests) for seed in seeds]
+    t_done = 0
     if checkpoint is not None and os.path.exists(checkpoint):
-        _restore(checkpoint, identity, state, models, rng)
+        t_done = _restore(checkpoint, identity, replicates)
     # Logits and features of every expert on every type's test images; after a resume,
-    # of the restored experts. Only the trained expert's entry changes in a round.
-    outputs = [_outputs(model, tests) for model in models]
-    gate_inputs = None
-    if class_scenario and config.method == "gate":
-        gate_inputs = [(np.asarray(x.cpu(), dtype=np.float64).reshape(len(x), -1) - context["centre"])
-                       for x, _ in tests]
-        if context["projection"] is not None:
-            gate_inputs = [g @ context["projection"].T for g in gate_inputs]
+    # of the restored experts. Only the trained expert's entry changes in a round. They
+    # come from the same code (one network, or stacked over the replicates) as in the
+    # rounds, so that a resumed run repeats an uninterrupted one bit for bit.
+    if len(replicates) == 1:
+        replicates[0].outputs = [_outputs(model, tests) for model in replicates[0].models]
+    else:
+        for replicate in replicates:
+            replicate.outputs = [None] * config.M
+        for m in range(config.M):
+            for replicate, output in zip(replicates, _outputs_stacked([r.models[m] for r in replicates], tests)):
+                replicate.outputs[m] = output
 
-    records = state["records"]
-    bar = progress_bar(T, progress, initial=state["t"])
+    bar = progress_bar(T, progress, initial=t_done)
     try:
-        for t in range(state["t"] + 1, T + 1):
-            n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
-            task = stream[n]
-            picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
-                                replace=False)
-            images, labels = task.train_images[picked], task.train_labels[picked]
-            m, scores = strategy.select(state["strategy"], t, n, images, labels, rng, embed)
+        for t in range(t_done + 1, T + 1):
+            rounds = []
+            for rep in replicates:  # per replicate: draw the task, pick the expert, gather its training set
+                rng = rep.rng
+                n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
+                task = stream[n]
+                picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
+                                    replace=False)
+                images, labels = task.train_images[picked], task.train_labels[picked]
+                m, scores = rep.strategy.select(rep.state["strategy"], t, n, images, labels, rng, rep.embed)
+                chosen = rep.strategy.training_set(rep.state["strategy"], n, picked, rng)
+                train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
+                train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
+                rounds.append((n, m, images, labels, scores, train_x, train_y, parameter_vector(rep.models[m])))
 
-            chosen = strategy.training_set(state["strategy"], n, picked, rng)
-            train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
-            train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
-            before = parameter_vector(models[m])
-            _train(models[m], train_x, train_y, config, rng, device)
-            change_norm = float(torch.linalg.vector_norm(parameter_vector(models[m]) - before))
-            outputs[m] = _outputs(models[m], tests)
+            trained = [rep.models[r[1]] for rep, r in zip(replicates, rounds)]
+            _train(trained, [r[5] for r in rounds], [r[6] for r in rounds], config,
+                   [rep.rng for rep in replicates], device)
+            outputs = [_outputs(trained[0], tests)] if len(trained) == 1 else _outputs_stacked(trained, tests)
 
-            if strategy.after_training(state["strategy"], t, n, m, images, labels, scores, change_norm, embed):
-                records.termination_round = t
-            state["seen"][n] = True
-
-            records.tasks[t - 1], records.experts[t - 1] = n, m
-            records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
-            _record_round(records, t - 1, outputs, tests, context, state, config, gate_inputs)
-            state["t"] = t
+            for rep, (n, m, images, labels, scores, _, _, before), model, output in zip(
+                    replicates, rounds, trained, outputs):
+                change_norm = float(torch.linalg.vector_norm(parameter_vector(model) - before))
+                rep.outputs[m] = output
+                records = rep.state["records"]
+                if rep.strategy.after_training(rep.state["strategy"], t, n, m, images, labels, scores, change_norm,
+                                               rep.embed):
+                    records.termination_round = t
+                rep.state["seen"][n] = True
+                records.tasks[t - 1], records.experts[t - 1] = n, m
+                records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
+                _record_round(records, t - 1, rep.outputs, tests, rep.context, rep.state, config, rep.gate_inputs)
             bar.update(1)
             if checkpoint is not None and (t % checkpoint_every == 0 or t == T):
-                _save(checkpoint, identity, state, models, rng)
+                _save(checkpoint, identity, t, replicates)
     finally:
         bar.close()
-    records.wall_time = time.perf_counter() - started
-    return records
+    wall_time = time.perf_counter() - started
+    for rep in replicates:
+        rep.state["records"].wall_time = wall_time
+    return [rep.state["records"] for rep in replicates]
 
 
 def _log_softmax(scores: np.ndarray) -> np.ndarray:
@@ -511,14 +609,37 @@ def _autocast(device):
     return torch.autocast("cpu", enabled=False)
 
 
-def _train(model, images, labels, config: DeepConfig, rng, device) -> None:
-    """Train the selected expert on the task's samples: Adam, ``epochs`` passes, seeded batch order.
+def _train(models, images, labels, config: DeepConfig, rngs, device) -> None:
+    """Train each replicate's selected expert on its task's samples (the deep analogue of Eq. (5)).
 
-    The cross-entropy runs over the outputs of the classes present in the training set
-    (**book choice**, the usual masked loss of class-incremental fine-tuning: a new
-    task's classes are learned without pushing down the logits of classes it does not
-    contain; with every output present, as in the one-vs-rest tasks, it is the plain loss).
+    ``models``, ``images``, ``labels``, ``rngs``: one entry per replicate. Each expert
+    trains by Adam (a fresh optimiser, learning rate ``config.lr``) for ``epochs``
+    passes in its own seeded batch order, on the cross-entropy over the outputs of the
+    classes present in its training set (**book choice**, the usual masked loss of
+    class-incremental fine-tuning: a new task's classes are learned without pushing
+    down the logits of classes it does not contain; with every output present, as in
+    the one-vs-rest tasks, it is the plain loss).
+
+    Replicates whose training sets have the same size train together, stacked
+    (`_train_stacked`); a replicate alone trains by the plain loop (`_train_one`).
+    One network (not in a list) with its images, labels and generator is one replicate.
     """
+    if isinstance(models, nn.Module):
+        models, images, labels, rngs = [models], [images], [labels], [rngs]
+    groups: dict[int, list[int]] = {}
+    for r, y in enumerate(labels):
+        groups.setdefault(len(y), []).append(r)
+    for members in groups.values():
+        if len(members) == 1:
+            r = members[0]
+            _train_one(models[r], images[r], labels[r], config, rngs[r], device)
+        else:
+            _train_stacked([models[r] for r in members], [images[r] for r in members],
+                           [labels[r] for r in members], config, [rngs[r] for r in members], device)
+
+
+def _train_one(model, images, labels, config: DeepConfig, rng, device) -> None:
+    """One expert, Adam, ``epochs`` passes, seeded batch order, masked cross-entropy (`_train`)."""
     present = np.unique(labels)
     x = torch.as_tensor(np.array(images), device=device)
     y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
@@ -536,6 +657,65 @@ def _train(model, images, labels, config: DeepConfig, rng, device) -> None:
                 loss = nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch])
             loss.backward()
             optimiser.step()
+
+
+def _template(model: nn.Module) -> nn.Module:
+    """A parameterless copy of an expert (on the meta device) for `torch.func.functional_call`."""
+    return copy.deepcopy(model).to("meta")
+
+
+def _train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> None:
+    """R experts (one per replicate, training sets of one size) trained at once, as R `_train_one`.
+
+    Their parameters and buffers are stacked along a new leading axis
+    (`torch.func.stack_module_state`); ``torch.vmap`` of `torch.func.functional_call`
+    computes the R experts' logits on their own replicates' batches, (R, B, K). The
+    masked cross-entropy of replicate r sets the logits of the classes absent from its
+    training set to -inf (the same log-softmax as keeping only the present columns), and
+    one Adam steps on the sum of the R mean losses: replicate r's slice of the stacked
+    tensors gets exactly its own loss's gradient, and Adam is elementwise, so the slices
+    follow R independent Adams. BatchNorm (ResNet-18) trains with its stacked running
+    statistics, updated in place per replicate under vmap. The trained slices are
+    written back into the experts.
+    """
+    R = len(models)
+    K = model_outputs(models[0])
+    mask = torch.zeros((R, K), dtype=torch.bool)
+    for r, y in enumerate(labels):
+        mask[r, np.unique(y)] = True
+    mask = mask.to(device)[:, None, :]
+    x = torch.as_tensor(np.stack([np.asarray(im) for im in images]), device=device)  # (R, n, C, H, W)
+    y = torch.as_tensor(np.stack([np.asarray(lab) for lab in labels]), device=device)  # (R, n): output columns
+    for model in models:
+        model.train()
+    parameters, buffers = torch.func.stack_module_state(models)
+    template = _template(models[0]).train()
+
+    def logits_of(p, b, images_batch):
+        return torch.func.functional_call(template, (p, b), (images_batch,))
+
+    batched_logits = torch.vmap(logits_of)
+    optimiser = torch.optim.Adam(list(parameters.values()), lr=config.lr)
+    rows = torch.arange(R, device=device)[:, None]
+    size = y.shape[1]
+    for _ in range(config.epochs):
+        order = torch.as_tensor(np.stack([rng.permutation(size) for rng in rngs]), device=device)
+        for start in range(0, size, config.batch_size):
+            batch = order[:, start:start + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            with _autocast(device):
+                logits = batched_logits(parameters, buffers, x[rows, batch])
+                logits = logits.masked_fill(~mask, float("-inf"))
+                losses = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows, batch].flatten(), reduction="none")
+                loss = losses.view(R, -1).mean(dim=1).sum()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        for r, model in enumerate(models):
+            for name, value in model.named_parameters():
+                value.copy_(parameters[name][r])
+            for name, value in model.named_buffers():
+                value.copy_(buffers[name][r])
 
 
 @torch.no_grad()
@@ -560,13 +740,40 @@ def _outputs(model, tests) -> list[tuple[np.ndarray, np.ndarray]]:
     return result
 
 
-def _save(path, identity, state, models, rng) -> None:
+@torch.no_grad()
+def _outputs_stacked(models, tests) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """`_outputs` of R experts at once (stacked parameters, ``torch.vmap`` over the experts).
+
+    Returns one list per expert, as `_outputs` would.
+    """
+    for model in models:
+        model.eval()
+    parameters, buffers = torch.func.stack_module_state(models)
+    template = _template(models[0]).eval()
+
+    def outputs_of(p, b, x):
+        return torch.func.functional_call(template, (p, b), (x,), {"features": True})
+
+    batched = torch.vmap(outputs_of, in_dims=(0, 0, None))
+    result = [[] for _ in models]
+    for x, _ in tests:
+        with _autocast(x.device):
+            logits, z = batched(parameters, buffers, x)
+        logits = np.asarray(logits.float().cpu(), dtype=np.float64)
+        z = np.asarray(z.float().cpu(), dtype=np.float64)
+        for r in range(len(models)):
+            result[r].append((logits[r], z[r]))
+    return result
+
+
+def _save(path, identity, t, replicates) -> None:
     """Write the checkpoint atomically: a temporary file in the same folder, then rename."""
     payload = {
         "identity": identity,
-        "state": {key: value for key, value in state.items()},
-        "models": [{k: v.cpu() for k, v in model.state_dict().items()} for model in models],
-        "rng": rng.bit_generator.state,
+        "state": {"t": t, "replicates": [dict(rep.state) for rep in replicates]},
+        "models": [[{k: v.cpu() for k, v in model.state_dict().items()} for model in rep.models]
+                   for rep in replicates],
+        "rng": [rep.rng.bit_generator.state for rep in replicates],
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -583,17 +790,21 @@ def _save(path, identity, state, models, rng) -> None:
         raise
 
 
-def _restore(path, identity, state, models, rng) -> None:
+def _restore(path, identity, replicates) -> int:
+    """Load a checkpoint of the same run into the replicates; returns the last round it holds."""
     payload = torch.load(path, weights_only=False)
-    if payload["identity"] != identity:
+    if payload.get("identity") != identity:
         raise ValueError(
-            f"checkpoint {os.fspath(path)!r} belongs to another run (configuration, seed or stream differ); "
+            f"checkpoint {os.fspath(path)!r} belongs to another run (configuration, seeds or stream differ); "
             "delete it or choose another checkpoint path"
         )
-    state.update(payload["state"])
-    for model, weights in zip(models, payload["models"]):
-        model.load_state_dict(weights)
-    rng.bit_generator.state = payload["rng"]
+    for rep, state, models, rng_state in zip(replicates, payload["state"]["replicates"], payload["models"],
+                                             payload["rng"]):
+        rep.state.update(state)
+        for model, weights in zip(rep.models, models):
+            model.load_state_dict(weights)
+        rep.rng.bit_generator.state = rng_state
+    return int(payload["state"]["t"])
 
 
 # --------------------------------------------------------------------------- metrics
