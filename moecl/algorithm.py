@@ -185,7 +185,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     # Termination checks start after round T1, or T1 rounds after a re-opening.
     check_after = config.T1 if config.reopen == "never" else np.full(R, config.T1)
     # The re-opening rule's memory of a frozen gate's changes (strikes, or a window of them).
-    strikes = reopening.initial_state(R, config.reopen_patience)
+    strikes = reopening.initial_state(R, config)
 
     def error_rows(models):  # (..., d) -> (..., N)
         return experts.squared_distances_fast(models if scale is None else models * scale, W_err, W_sq)

@@ -83,10 +83,14 @@ class Config:
         drift_round: ``None`` (a fixed pool) or the round T_d after which the first
         ``drift_count`` ground truths are replaced by new ones (fresh truths and
         feature signals; the pool then holds ``N + drift_count`` truths, see
-        `pool_size`). reopen: ``"never"`` or ``"locality"``: a terminated gate trains
-        again (for T1 more rounds before its next termination check) once the selected
-        expert's change ``||w_t - w_{t-1}||`` has exceeded ``reopen_threshold`` for
-        ``reopen_patience`` rounds in a row (`moecl.gate.LocalityReopening`).
+        `pool_size`). reopen: when a terminated gate trains again (for T1 more rounds
+        before its next termination check), `moecl.gate.REOPEN_RULES`: ``"never"`` (the
+        paper); ``"locality"``: the selected expert's change ``||w_t - w_{t-1}||`` has
+        exceeded ``reopen_threshold`` in ``reopen_patience`` rounds in a row
+        (`moecl.gate.LocalityReopening`); ``"window"``: its mean over the last
+        ``reopen_patience`` frozen rounds exceeds ``reopen_threshold``
+        (`moecl.gate.WindowReopening`); ``"at-drift"``: once, at ``drift_round + 1`` (a
+        reference that is told when the drift happens, `moecl.gate.ReopenAtDrift`).
         anisotropy: ratio kappa >= 1 of the largest to the smallest variance of the
         noise features, covariance ``sigma_t**2 Sigma`` (`moecl.tasks.feature_variances`).
         error_metric: ``"euclidean"`` (the paper's model error) or ``"sigma"``

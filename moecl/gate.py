@@ -164,8 +164,8 @@ class NeverReopen:
 
     name = "never"
 
-    def initial_state(self, replicates: int, patience: int):
-        """The rule's memory for ``replicates`` replicates: a count of strikes each."""
+    def initial_state(self, replicates: int, config):
+        """The rule's memory for ``replicates`` replicates of ``config``: a count of strikes each."""
         return np.zeros(replicates, dtype=np.int64)
 
     def update(self, strikes, terminated, change_norm, threshold: float, patience: int):
@@ -196,59 +196,78 @@ class ChangeWindow:
     """Memory of `WindowReopening` per replicate (leading axis R).
 
     recent (R, k): ring buffer of the last k change norms of the frozen gate;
-    frozen (R,): rounds counted since the gate (re)terminated; older (R,): sum of the
-    change norms of those rounds that have left the window (the baseline's numerator).
+    frozen (R,): rounds counted since the gate (re)terminated.
     """
 
     recent: np.ndarray
     frozen: np.ndarray
-    older: np.ndarray
 
 
 class WindowReopening(NeverReopen):
-    """Re-open a frozen gate when the selected experts move more than they used to (**book choice**, issue 9).
+    """Re-open a frozen gate while its experts keep moving (**book choice**, issue 9).
 
-    Let ``c_t = ||w_t - w_{t-1}||`` be the selected expert's change in round t (the
-    factor of the locality loss Eq. (6)), counted over the rounds since the gate last
-    terminated. With ``k = patience`` the window mean ``mean(c_{t-k+1..t})`` is compared
-    with the baseline, the mean of every earlier counted round; the gate re-opens when
+    Let ``c_t = ||w_t - w_{t-1}||`` be the selected expert's change in round t, the factor
+    that the locality loss Eq. (6) weighs. Over the rounds since the gate last terminated,
+    with ``k = patience``, the gate re-opens when the mean of the last k changes exceeds
+    ``threshold`` (a norm, on the scale of the model gaps sigma0)::
 
-        mean(c_{t-k+1..t}) > threshold * mean(c_{T2+1..t-k})     (at least k baseline rounds)
+        (1/k) sum_{i = t-k+1}^{t} c_i > threshold        (at least k rounds since termination)
 
-    ``threshold`` is thus a ratio (> 1), not a norm: the rule is blind to the scale
-    sigma0 of the models and only asks whether the frozen gate's routing has become
-    worse than it was. A training gate forgets the memory; so does a re-opening.
+    Once expert sets have formed and tasks reach their own set, the changes are small; tasks
+    routed to experts that serve other truths (after a drift of the pool, or when the gate froze
+    before routing was clean) keep them large. Averaging over k rounds keeps single large
+    changes from firing the rule. A training gate forgets the memory, and so does a re-opening:
+    the rule fires again only after k more frozen rounds.
     """
 
     name = "window"
 
-    def initial_state(self, replicates: int, patience: int) -> ChangeWindow:
-        return ChangeWindow(np.zeros((replicates, patience)), np.zeros(replicates, dtype=np.int64), np.zeros(replicates))
+    def initial_state(self, replicates: int, config) -> ChangeWindow:
+        return ChangeWindow(np.zeros((replicates, config.reopen_patience)), np.zeros(replicates, dtype=np.int64))
 
     def update(self, state: ChangeWindow, terminated, change_norm, threshold: float, patience: int):
         """Return (state, reopen); ``state`` is updated in place."""
         k = patience
         terminated = np.asarray(terminated, dtype=bool)
         rows = np.flatnonzero(terminated)
-        slot = state.frozen[rows] % k
-        leaving = np.where(state.frozen[rows] >= k, state.recent[rows, slot], 0.0)
-        state.older[rows] += leaving
-        state.recent[rows, slot] = np.asarray(change_norm)[rows]
+        state.recent[rows, state.frozen[rows] % k] = np.asarray(change_norm)[rows]
         state.frozen[rows] += 1
-        baseline_rounds = state.frozen - k
-        window_mean = state.recent.sum(axis=1) / k
-        with np.errstate(invalid="ignore", divide="ignore"):
-            baseline = state.older / np.maximum(baseline_rounds, 1)
-        reopen = terminated & (baseline_rounds >= k) & (window_mean > threshold * baseline)
+        reopen = terminated & (state.frozen >= k) & (state.recent.sum(axis=1) / k > threshold)
         forget = ~terminated | reopen
         state.recent[forget] = 0.0
         state.frozen[forget] = 0
-        state.older[forget] = 0.0
         return state, reopen
 
 
+@dataclass
+class RoundClock:
+    """Memory of `ReopenAtDrift`: the rounds seen so far (R,) and the drift round (None: no drift)."""
+
+    rounds: np.ndarray
+    drift_round: int | None
+
+
+class ReopenAtDrift(NeverReopen):
+    """Re-open every frozen gate in round ``drift_round + 1``: a rule that is *told* the drift (issue 9).
+
+    Not a learner's rule (no learner knows T_d): a reference that bounds what a detector such as
+    `WindowReopening` can reach with the same re-exploration. ``threshold`` and ``patience`` are unused.
+    """
+
+    name = "at-drift"
+
+    def initial_state(self, replicates: int, config) -> RoundClock:
+        return RoundClock(np.zeros(replicates, dtype=np.int64), config.drift_round)
+
+    def update(self, state: RoundClock, terminated, change_norm, threshold: float, patience: int):
+        state.rounds += 1
+        if state.drift_round is None:
+            return state, np.zeros(np.shape(terminated), dtype=bool)
+        return state, np.asarray(terminated, dtype=bool) & (state.rounds == state.drift_round + 1)
+
+
 #: Re-opening strategies by name (``Config.reopen``).
-REOPEN_RULES = {rule.name: rule for rule in (NeverReopen(), LocalityReopening(), WindowReopening())}
+REOPEN_RULES = {rule.name: rule for rule in (NeverReopen(), LocalityReopening(), WindowReopening(), ReopenAtDrift())}
 
 
 #: Routers by name (``Config.router``): the noisy top-1 gate of Eq. (2), or the

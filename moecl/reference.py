@@ -122,12 +122,12 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
                 strikes = strikes + 1 if change_norm > config.reopen_threshold else 0
                 reopen = strikes >= config.reopen_patience
             elif config.reopen == "window" and not training:
-                # mean change of the last k frozen rounds against the mean of the earlier ones
+                # mean change of the last k rounds of the frozen gate above the threshold
                 frozen_changes.append(change_norm)
                 k = config.reopen_patience
-                if len(frozen_changes) >= 2 * k:
-                    recent, baseline = np.mean(frozen_changes[-k:]), np.mean(frozen_changes[:-k])
-                    reopen = recent > config.reopen_threshold * baseline
+                reopen = len(frozen_changes) >= k and np.mean(frozen_changes[-k:]) > config.reopen_threshold
+            elif config.reopen == "at-drift" and not training:  # told the drift round
+                reopen = config.drift_round is not None and t == config.drift_round + 1
             else:
                 strikes, frozen_changes = 0, []
             if reopen:

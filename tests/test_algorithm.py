@@ -150,6 +150,9 @@ STRATEGY_CONFIGS = {
     "drift-reopen": moecl.Config(
         M=8, T=160, sigma0=0.3, drift_round=70, drift_count=2, reopen="locality", reopen_threshold=0.2, reopen_patience=3
     ),
+    "drift-window": moecl.Config(
+        M=8, T=220, sigma0=0.3, drift_round=100, drift_count=2, reopen="window", reopen_threshold=0.4, reopen_patience=10
+    ),
     "anisotropic-sigma": moecl.Config(M=4, T=80, sigma0=0.3, anisotropy=10.0, error_metric="sigma"),
 }
 

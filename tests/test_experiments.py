@@ -70,7 +70,7 @@ def header_purity_ends(rounds):
 
 
 def test_registry():
-    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map", "deep-methods"]
+    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map", "drift", "deep-methods"]
     for name, entry in EXPERIMENTS.items():
         assert entry.name == name and entry.description and "\n" not in entry.description
     assert (SCALES["ci"].replicates, SCALES["ci"].rounds) == (40, 300)
