@@ -233,3 +233,85 @@ def test_training_loss_is_masked_to_the_classes_present(split_digits):
                 torch.device("cpu"))
     moved = torch.any(last.weight.detach() != before, dim=1).numpy()
     np.testing.assert_array_equal(moved, [False, False, True, True, False, False])
+
+
+# --------------------------------------------------------------------------- the deep-methods experiment's streams
+
+
+def write_tiny_imagenet_classes(root, num_classes=20, train_per_class=3, val_per_class=20, size=8):
+    """A Tiny ImageNet folder in the official layout (``wnids.txt``, ``train/<wnid>/images``,
+    ``val/val_annotations.txt``) with ``num_classes`` classes of small flat-colour JPEGs."""
+    from PIL import Image
+
+    folder = root / data.TINY_IMAGENET_FOLDER
+    (folder / "val" / "images").mkdir(parents=True)
+    wnids = [f"n{k:08d}" for k in range(1, num_classes + 1)]
+    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    annotations = []
+    for label, wnid in enumerate(wnids):
+        images = folder / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        colour = (10 * label, 255 - 10 * label, 128)
+        for i in range(train_per_class):
+            Image.new("RGB", (size, size), colour).save(images / f"{wnid}_{i}.JPEG", "JPEG")
+        for i in range(val_per_class):
+            name = f"val_{label}_{i}.JPEG"
+            Image.new("RGB", (size, size), colour).save(folder / "val" / "images" / name, "JPEG")
+            annotations.append(f"{name}\t{wnid}\t0\t0\t{size - 1}\t{size - 1}")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    return wnids
+
+
+def test_deep_methods_runs_on_tiny_imagenet(tmp_path, monkeypatch):
+    """``moecl run deep-methods --set stream=tiny-imagenet``: the first 20 classes of ``wnids.txt``
+    in five four-class tasks, every method, both scenarios, numbers from the accuracy matrices."""
+    from moecl import experiments
+
+    write_tiny_imagenet_classes(tmp_path)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    header, arrays = experiments.run_experiment("deep-methods", scale="ci", seed=3, replicates=2, rounds=6,
+                                                overrides={"stream": "tiny-imagenet", "width": 4, "epochs": 1})
+    assert header["stream"] == "tiny-imagenet" and header["source"].startswith("Tiny ImageNet from")
+    assert "20 of 20 classes" in header["source"] and header["seeds"] == [3, 4]
+    for label, (method, M) in experiments.DEEP_METHODS.items():
+        config = header["configs"][label]
+        assert (config["method"], config["M"], config["T"]) == (method, M, 6)
+        assert (config["width"], config["epochs"], config["device"]) == (4, 1, "cpu")  # --set, and CPU by default
+        for scenario in deep.SCENARIOS:
+            matrix = arrays[f"{label}/{scenario}/accuracy_matrix"]
+            assert matrix.shape == (2, 6, 6)
+            np.testing.assert_allclose(arrays[f"{label}/{scenario}/average_accuracy"],
+                                       np.nanmean(matrix[:, -1], axis=1))
+            np.testing.assert_allclose(arrays[f"{label}/{scenario}/backward_transfer"],
+                                       [np.mean(R[-1, :-1] - np.diag(R)[:-1]) for R in matrix])
+
+
+def test_deep_methods_tiny_imagenet_classes_set_the_stream_and_the_rounds(tmp_path, monkeypatch):
+    """``--set classes=8``: the first eight classes in two four-class tasks; the CI preset's two
+    cycles through them are four rounds (the full-size stream is ``classes=200``)."""
+    from moecl import experiments
+
+    write_tiny_imagenet_classes(tmp_path, num_classes=12)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    header, arrays = experiments.run_experiment("deep-methods", scale="ci", seed=0, replicates=2, overrides={
+        "stream": "tiny-imagenet", "classes": 8, "width": 4, "epochs": 1, "samples_per_round": 8})
+    assert "8 of 12 classes" in header["source"] and header["rounds"] == 4
+    assert arrays["joint/class/accuracy_matrix"].shape == (2, 4, 4)
+
+
+def test_deep_methods_stream_and_overrides_are_checked(tmp_path, monkeypatch):
+    from moecl import experiments
+
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))  # an empty data directory
+    with pytest.raises(ValueError, match="stream='imagenet'"):
+        experiments.run_experiment("deep-methods", overrides={"stream": "imagenet"})
+    with pytest.raises(ValueError, match="--set M: .*takes none"):
+        experiments.run_experiment("deep-methods", overrides={"stream": "cifar10", "M": 2})
+    with pytest.raises(ValueError, match="stream='tiny-imagenet' needs data .*wnids.txt"):
+        experiments.run_experiment("deep-methods", overrides={"stream": "tiny-imagenet"}, replicates=2, rounds=2)
+    with pytest.raises(ValueError, match="classes=6 must be a multiple of 4"):
+        experiments.run_experiment("deep-methods", overrides={"stream": "tiny-imagenet", "classes": 6})
+    with pytest.raises(ValueError, match="classes=8 applies to stream='tiny-imagenet' only"):
+        experiments.run_experiment("deep-methods", overrides={"stream": "cifar10", "classes": 8})
+    with pytest.raises(ValueError, match="device='tpu'"):
+        experiments.run_experiment("deep-methods", overrides={"device": "tpu"}, replicates=2, rounds=2)
