@@ -1,12 +1,14 @@
 """moecl: Mixture-of-Experts in continual learning (Li, Lin, Duan, Liang, Shroff, ICLR 2025).
 
-The one entry point is ``moecl.simulate(moecl.Config(...), replicates=R, seed=S)``.
+The one entry point is ``moecl.simulate(moecl.Config(...), replicates=R, seed=S)``;
+``moecl.simulate_many([config, ...])`` runs several configurations that differ only in
+their scales through the same engine in one batch (same numbers as separate calls).
 """
 
-from .algorithm import SimulationResult, simulate
+from .algorithm import SimulationResult, simulate, simulate_many
 from .config import BOOK_CONSTANTS, Config
 from .tasks import Pool, make_pool
 
 __version__ = "0.1.0"
 
-__all__ = ["BOOK_CONSTANTS", "Config", "Pool", "SimulationResult", "make_pool", "simulate", "__version__"]
+__all__ = ["BOOK_CONSTANTS", "Config", "Pool", "SimulationResult", "make_pool", "simulate", "simulate_many", "__version__"]

@@ -141,28 +141,102 @@ def simulate(
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a moecl.Config, got {type(config).__name__}")
+    return _simulate_batch([config], replicates, seed, pool, progress)[0]
+
+
+#: `Config` fields that may differ between the configurations of one `simulate_many`
+#: call: scales that enter the computation as numbers. Every other field fixes a shape
+#: or a mechanism and must be the same in all of them.
+BATCHABLE_FIELDS = ("sigma0", "eta", "alpha", "lambda_", "Gamma", "T1", "beta", "sigma_t", "v_norm", "cluster_spread")
+
+
+def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False) -> list[SimulationResult]:
+    """Run several configurations of Algorithm 1 in one batched call (the regime map).
+
+    The configurations may differ in the fields of `BATCHABLE_FIELDS` (sigma0, sigma_t,
+    the gate constants, T1, ...) and must agree in all others. Configuration c simulates
+    the same replicates of the same seed as ``simulate(configs[c], replicates, seed)``
+    and gives the same numbers (its pool is drawn from the seed with its own sigma0),
+    so runs of different configurations are paired by common random numbers; the rows
+    of all configurations share each round's numpy calls, which is what makes a grid
+    of small settings fast. Returns one `SimulationResult` per configuration.
+    """
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs is empty: give at least one moecl.Config")
+    for position, config in enumerate(configs):
+        if not isinstance(config, Config):
+            raise ValueError(f"configs[{position}] must be a moecl.Config, got {type(config).__name__}")
+    first = configs[0].as_dict()
+    for position, config in enumerate(configs[1:], start=1):
+        for name, value in config.as_dict().items():
+            if name not in BATCHABLE_FIELDS and value != first[name]:
+                raise ValueError(
+                    f"configs[{position}].{name}={value!r} differs from configs[0].{name}={first[name]!r}; "
+                    f"only {', '.join(BATCHABLE_FIELDS)} may differ within one batch"
+                )
+    return _simulate_batch(configs, replicates, seed, None, progress)
+
+
+def _simulate_batch(configs: list, replicates, seed: int, pool, progress: bool) -> list[SimulationResult]:
     indices = replicate_indices(replicates)
     pool_ss, replicate_ss = seed_sequences(seed, indices)
     if pool is None:
-        pool = make_pool(config, np.random.default_rng(pool_ss))
+        pools = [make_pool(config, np.random.default_rng(pool_ss)) for config in configs]
     else:
-        pool = check_pool(config, pool)
-    rngs = [np.random.default_rng(ss) for ss in replicate_ss]
+        pools = [check_pool(configs[0], pool)]
+    # Every configuration replays the same replicate streams, each from fresh generators.
+    rngs = [np.random.default_rng(ss) for _ in configs for ss in replicate_ss]
+    R = len(indices)
+    batch = _Batch(configs, pools, [slice(c * R, (c + 1) * R) for c in range(len(configs))])
     started = time.perf_counter()
-    records = _run(config, pool, rngs, progress)
-    return SimulationResult(
-        config=config,
-        seed=int(seed),
-        replicates=indices,
-        pool=pool,
-        wall_time=time.perf_counter() - started,
-        **records,
-    )
+    records = _run(batch, rngs, progress)
+    wall_time = time.perf_counter() - started
+    return [
+        SimulationResult(
+            config=config,
+            seed=int(seed),
+            replicates=indices,
+            pool=pool,
+            wall_time=wall_time,
+            **{key: value[rows] for key, value in records.items()},
+        )
+        for config, pool, rows in zip(configs, pools, batch.slices)
+    ]
 
 
-def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
+@dataclass
+class _Batch:
+    """The configurations of one engine call, their pools and their (contiguous) rows."""
+
+    configs: list
+    pools: list
+    slices: list
+
+    @property
+    def config(self) -> Config:
+        """The shared structure (every field outside `BATCHABLE_FIELDS`)."""
+        return self.configs[0]
+
+    def rows(self, name: str, dtype=float):
+        """Field ``name`` per row, (R,); the plain value when there is one configuration."""
+        if len(self.configs) == 1:
+            return getattr(self.configs[0], name)
+        return np.concatenate([np.full(rows.stop - rows.start, getattr(config, name), dtype=dtype)
+                               for config, rows in zip(self.configs, self.slices)])
+
+
+def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
+    config = batch.config
     R, T, M, N, d = len(rngs), config.T, config.M, config.pool_size, config.d
-    W = pool.W
+    one = len(batch.configs) == 1
+    # Per-row gate constants: plain numbers for one configuration, columns otherwise.
+    column = (lambda value: value) if one else (lambda value: value[:, None])
+    eta, alpha, Gamma = (column(batch.rows(name)) for name in ("eta", "alpha", "Gamma"))
+    lambda_ = batch.rows("lambda_") if one else batch.rows("lambda_")[:, None, None]
+    T1 = batch.rows("T1", dtype=np.int64)
+    W = batch.pools[0].W if one else np.concatenate([np.broadcast_to(p.W, (s.stop - s.start, *p.W.shape))
+                                                     for p, s in zip(batch.pools, batch.slices)])
     termination = gate.TERMINATION_RULES[config.termination]
     reopening = gate.REOPEN_RULES[config.reopen]
     balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
@@ -173,22 +247,38 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     # Model errors E(w) = ||w - w_n||^2, or Sigma-weighted: distances after scaling the
     # coordinates by sqrt(diag Sigma).
     scale = np.sqrt(feature_variances(d, config.anisotropy)) if config.error_metric == "sigma" else None
-    W_err = W if scale is None else W * scale
-    W_sq = np.sum(W_err * W_err, axis=1)
-    errors = np.broadcast_to(W_sq, (R, M, N)).copy()  # E_n(w^(m))
-    closest = np.broadcast_to(np.argmin(W_sq), (R, M)).copy()  # truth nearest to each expert
+    W_err = [pool.W if scale is None else pool.W * scale for pool in batch.pools]
+    W_sq = [np.sum(Wg * Wg, axis=1) for Wg in W_err]
+    errors = np.empty((R, M, N))  # E_n(w^(m))
+    closest = np.empty((R, M), dtype=np.int64)  # truth nearest to each expert
+    for rows, norms in zip(batch.slices, W_sq):
+        errors[rows] = norms
+        closest[rows] = np.argmin(norms)
     learned = np.zeros((R, M, N))  # C[m, n]: tasks of truth n learned by expert m
     error_when_learned = np.zeros(R)  # sum_{i<=t} E_i(w_i^(m_i))
     routed = np.zeros((R, M))  # rounds routed to each expert so far
     flags = termination.initial_flags((R, M))
     training = np.ones(R, dtype=bool)
     # Termination checks start after round T1, or T1 rounds after a re-opening.
-    check_after = config.T1 if config.reopen == "never" else np.full(R, config.T1)
+    check_after = T1 if one and config.reopen == "never" else np.broadcast_to(T1, (R,)).copy()
     # The re-opening rule's memory of a frozen gate's changes (strikes, or a window of them).
     strikes = reopening.initial_state(R, config)
 
-    def error_rows(models):  # (..., d) -> (..., N)
-        return experts.squared_distances_fast(models if scale is None else models * scale, W_err, W_sq)
+    def error_rows(models, which=slice(None)):
+        """E_n of models (r, d) or (r, M, d) of the rows ``which`` -> (r, N) or (r, M, N)."""
+        models = models if scale is None else models * scale
+        if one:
+            flat = models.reshape(-1, d)
+            return experts.squared_distances_fast(flat, W_err[0], W_sq[0]).reshape(*models.shape[:-1], N)
+        out_rows = np.empty((*models.shape[:-1], N))
+        picked = np.arange(R)[which]
+        for g, rows in enumerate(batch.slices):  # per configuration, as if it ran alone
+            inside = (picked >= rows.start) & (picked < rows.stop)
+            if inside.any():
+                flat = models[inside].reshape(-1, d)
+                out_rows[inside] = experts.squared_distances_fast(flat, W_err[g], W_sq[g]).reshape(
+                    *models[inside].shape[:-1], N)
+        return out_rows
 
     out = {
         "tasks": np.empty((R, T), dtype=np.int64),
@@ -211,31 +301,32 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     # at a time and in order, so the numbers are the same as without the thread.
     blocks = list(round_blocks(T))
     prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(_prepare_block, config, pool, rngs, *blocks[0])
+    pending = prefetch.submit(_prepare_block, batch, rngs, *blocks[0])
     try:
         for index, (start, length) in enumerate(blocks):
             draws, Z, xbar_block, factor_block, steps_block = pending.result()
             if index + 1 < len(blocks):
-                pending = prefetch.submit(_prepare_block, config, pool, rngs, *blocks[index + 1])
-            route_noise = config.lambda_ * draws.route_uniform
+                pending = prefetch.submit(_prepare_block, batch, rngs, *blocks[index + 1])
+            route_noise = lambda_ * draws.route_uniform
             for j in range(length):
                 t = start + j + 1
                 n = draws.tasks[:, j]
+                target = W[n] if one else W[everyone, n]  # w_{n_t} of each row
                 xbar = xbar_block[:, j]
                 h = gate.gate_values(theta, xbar)  # Eq. (1)
                 if config.router == "gate":
                     m = gate.route(h, route_noise[:, j])  # Eq. (2)
                 else:  # least_change: the expert Eq. (5) would move least
-                    norms = experts.change_norms(Z[:, j], factor_block[:, j], W[n][:, None, :] - expert_models)
+                    norms = experts.change_norms(Z[:, j], factor_block[:, j], target[:, None, :] - expert_models)
                     m = np.argmin(norms, axis=1)
 
                 # Eq. (5): only the selected expert learns the task,
                 # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w) (or gradient steps towards it).
                 if config.expert_update == "exact":
-                    def learn(models, Zj=Z[:, j], Lj=factor_block[:, j], target=W[n]):
+                    def learn(models, Zj=Z[:, j], Lj=factor_block[:, j], target=target):
                         return experts.projected_change(Zj, Lj, target - models)
                 else:
-                    def learn(models, Zj=Z[:, j], steps=steps_block[:, j], target=W[n]):
+                    def learn(models, Zj=Z[:, j], steps=steps_block[:, j], target=target):
                         return experts.gradient_change(Zj, target - models, config.gradient_steps, steps)
                 selected = expert_models[everyone, m]
                 change = learn(selected)
@@ -249,7 +340,7 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
                     in_set = (closest == closest[everyone, m][:, None]) & ~training[:, None]
                     shared = experts.share_within_set(config.sharing, expert_models, in_set, m, learn)
                     if shared.any():
-                        errors[shared] = error_rows(expert_models[shared].reshape(-1, d)).reshape(-1, M, N)
+                        errors[shared] = error_rows(expert_models[shared], shared)
                         closest[shared] = np.argmin(errors[shared], axis=2)
 
                 # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
@@ -274,16 +365,16 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
                 if reopen.any():  # explore again: every flag set, T1 rounds before the next check
                     training |= reopen
                     flags[reopen] = True
-                    check_after[reopen] = t + config.T1
-                flags, stop = termination.update(flags, h, m, t, check_after, config.Gamma)
+                    check_after[reopen] = t + (T1 if one else T1[reopen])
+                flags, stop = termination.update(flags, h, m, t, check_after, Gamma)
                 first = stop & training & (out["termination_round"] < 0)
                 out["termination_round"][first] = t
                 training &= ~stop
                 out["gate_trained"][:, t - 1] = training
                 pi = gate.softmax(h)
-                grad = gate.locality_grad(pi, m, change_norm) + balance(pi, routed / t, config.alpha, t)
+                grad = gate.locality_grad(pi, m, change_norm) + balance(pi, routed / t, alpha, t)
                 grad *= training[:, None]
-                gate.gate_step(theta, grad, xbar, config.eta, out=theta)  # Eq. (9)
+                gate.gate_step(theta, grad, xbar, eta, out=theta)  # Eq. (9)
 
                 out["tasks"][:, t - 1] = n
                 out["experts"][:, t - 1] = m
@@ -299,11 +390,14 @@ def _run(config: Config, pool: Pool, rngs: list, progress: bool) -> dict:
     return out
 
 
-def _prepare_block(config: Config, pool: Pool, rngs: list, start: int, length: int):
+def _prepare_block(batch: _Batch, rngs: list, start: int, length: int):
     """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)), Gram factors of a block,
     and the gradient step sizes when the experts learn by gradient descent."""
+    config = batch.config
     draws = draw_rounds(config, rngs, length, start)
-    Z = samples(config, pool.V, draws.tasks, draws.signal_pos, draws.noise, out=draws.noise)
+    Z = draws.noise
+    for each, pool, rows in zip(batch.configs, batch.pools, batch.slices):  # sigma_t, beta, V per configuration
+        samples(each, pool.V, draws.tasks[rows], draws.signal_pos[rows], draws.noise[rows], out=Z[rows])
     xbar_block = np.sum(Z, axis=2)  # Eq. (1): sum of the columns of X_t
     factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T
     steps_block = experts.gradient_step_size(Z) if config.expert_update == "gradient" else None

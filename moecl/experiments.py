@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from .algorithm import SimulationResult, simulate
+from .algorithm import BATCHABLE_FIELDS, SimulationResult, simulate, simulate_many
 from .config import Config
 from .metrics import routing_purity
 from .results import STATISTICS, make_header, summarise
@@ -57,6 +57,9 @@ SCALES = {"ci": Scale(replicates=40, rounds=300), "paper": Scale(replicates=500,
 
 #: Number of equal windows over which routing purity is measured along the rounds.
 PURITY_WINDOWS = 10
+
+#: Memory budget of one batch of `_Run.simulate_batched` (per-round records), bytes.
+BATCH_BYTES = 4e8
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,8 @@ class _Run:
     def base(self, **fields) -> Config:
         return Config(T=self.T, **fields)
 
-    def simulate(self, label: str, config: Config, what: str) -> SimulationResult:
-        """Simulate one setting (announcing it when progress is on), with the overrides applied."""
+    def register(self, label: str, config: Config) -> Config:
+        """Record setting ``label`` with the overrides applied; returns the config to run."""
         if self.overrides:
             default = Config(T=config.T)
             for field, value in self.overrides.items():
@@ -157,11 +160,47 @@ class _Run:
                     )
             config = config.replace(**self.overrides)
         self.configs[label] = config
+        return config
+
+    def simulate(self, label: str, config: Config, what: str) -> SimulationResult:
+        """Simulate one setting (announcing it when progress is on), with the overrides applied."""
+        config = self.register(label, config)
         if self.progress:
             print(f"[{len(self.configs)}/{self.planned}] {label}: {what}", file=sys.stderr, flush=True)
         result = simulate(config, replicates=self.R, seed=self.seed, progress=self.progress)
         self.wall_times[label] = round(result.wall_time, 3)
         return result
+
+    def simulate_batched(self, settings: list, budget_bytes: float = BATCH_BYTES):
+        """Simulate many settings with `moecl.algorithm.simulate_many`; yield (label, result, extra).
+
+        ``settings``: a list of ``(label, config, extra)``. All are registered first, in
+        the given order (the order of the header's labels); settings that differ only in
+        `moecl.algorithm.BATCHABLE_FIELDS` run together, in batches whose per-round records
+        stay within ``budget_bytes``. Results are yielded batch by batch, so only one
+        batch is held at a time; each setting's wall time is its share of its batch's.
+        """
+        runs = [(label, self.register(label, config), extra) for label, config, extra in settings]
+        groups: dict = {}
+        for item in runs:
+            key = tuple(sorted((k, v) for k, v in item[1].as_dict().items() if k not in BATCHABLE_FIELDS))
+            groups.setdefault(key, []).append(item)
+        done = 0
+        for items in groups.values():
+            config = items[0][1]
+            per_setting = self.R * config.T * (10 * config.M + 49)  # bytes of per-round records
+            size = max(1, int(budget_bytes // per_setting))
+            for first in range(0, len(items), size):
+                chunk = items[first:first + size]
+                done += len(chunk)
+                if self.progress:
+                    print(f"[{done}/{len(runs)}] {len(chunk)} settings, M={config.M}, "
+                          f"termination={config.termination}", file=sys.stderr, flush=True)
+                results = simulate_many([c for _, c, _ in chunk], replicates=self.R, seed=self.seed,
+                                        progress=self.progress)
+                for (label, _, extra), result in zip(chunk, results):
+                    self.wall_times[label] = round(result.wall_time / len(chunk), 3)
+                    yield label, result, extra
 
     def add(self, key: str, value, doc: str) -> None:
         self.arrays[key] = np.asarray(value)
@@ -543,16 +582,18 @@ def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, r
     terminated = np.zeros((S, Z, K, B))
     T2_median = np.full((S, Z, K, B), np.nan)
 
-    for label, config, at in settings:
-        what = f"sigma_t={config.sigma_t:g}, sigma0={config.sigma0:g}, M={config.M}"
+    # Settings that differ only in sigma_t and sigma0 run as one batch (`simulate_many`);
+    # the single experts (the first settings) come first, so the paired references exist.
+    singles = {}
+    for label, result, at in run.simulate_batched(settings):
+        config = result.config
         if len(at) == 2:  # the single expert of this (sigma_t, sigma0): the paired reference
-            single = run.simulate(label, config, what)
-            G1, F1 = single.generalization[:, -1], single.forgetting[:, -1]
+            G1, F1 = singles[at] = result.generalization[:, -1], result.forgetting[:, -1]
             _mean_se_into(arrays, docs, "single/generalization", at, G1, "final G_T of one expert, (S, Z)")
             _mean_se_into(arrays, docs, "single/forgetting", at, F1, "final F_T of one expert, (S, Z)")
             continue
+        G1, F1 = singles[at[:2]]
         arrays["moe/T1"][at[1], at[2]] = config.T1
-        result = run.simulate(label, config, what + f", termination={config.termination}")
         G, F = result.generalization[:, -1], result.forgetting[:, -1]
         _mean_se_into(arrays, docs, "moe/generalization", at, G, "final G_T of the MoE, (S, Z, K, 2)")
         _mean_se_into(arrays, docs, "moe/forgetting", at, F, "final F_T of the MoE, (S, Z, K, 2)")

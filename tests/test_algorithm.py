@@ -217,3 +217,35 @@ def test_drift_freezes_a_terminated_gate_and_reopening_restarts_it():
     assert np.all(np.isnan(frozen.drift_generalization[:, :200]))
     assert np.all(np.isfinite(frozen.drift_generalization[:, 200:]))
     assert np.all(np.isnan(moecl.simulate(config.replace(drift_round=None), replicates=1, seed=2).drift_generalization))
+
+
+def test_simulate_many_equals_separate_runs():
+    """Configurations batched together (issue 9: the regime grid) give exactly the numbers
+    of separate runs, including the pools drawn with their own sigma0."""
+    base = moecl.Config(M=4, T=90)
+    configs = [base.replace(sigma_t=0.1, sigma0=0.1), base.replace(sigma_t=3.0, sigma0=0.5),
+               base.replace(sigma_t=0.3, sigma0=0.2, T1=5, lambda_=0.02)]
+    together = moecl.simulate_many(configs, replicates=[0, 2], seed=4)
+    for config, result in zip(configs, together):
+        alone = moecl.simulate(config, replicates=[0, 2], seed=4)
+        assert result.config == config
+        np.testing.assert_array_equal(result.pool.W, alone.pool.W)
+        for field in FIELDS + ["termination_round", "gate_trained", "final_experts", "final_theta"]:
+            np.testing.assert_array_equal(getattr(result, field), getattr(alone, field), err_msg=field)
+    assert not np.array_equal(together[0].generalization, together[1].generalization)
+
+
+@pytest.mark.parametrize(
+    "configs, words",
+    [
+        ([], ["configs is empty"]),
+        ([moecl.Config(), "M=8"], ["configs[1]", "str"]),
+        ([moecl.Config(M=4), moecl.Config(M=8)], ["configs[1].M=8", "configs[0].M=4"]),
+        ([moecl.Config(), moecl.Config(termination="none")], ["configs[1].termination='none'"]),
+    ],
+)
+def test_simulate_many_rejects_mixed_structures(configs, words):
+    with pytest.raises(ValueError) as error:
+        moecl.simulate_many(configs, replicates=2)
+    for word in words:
+        assert word in str(error.value)
