@@ -108,7 +108,7 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
             task_history.append(n)
             expert_history.append(m)
             error_when_learned.append(error(experts[m], n))
-            now = np.array([error(experts[k], i) for k, i in zip(expert_history, task_history)])
+            now = np.sum(weights * (experts[expert_history] - W[task_history]) ** 2, axis=1)
             if t > 1:
                 out["forgetting"][t - 1] = np.mean(now[:-1] - np.array(error_when_learned[:-1]))
             out["generalization"][t - 1] = np.mean(now)
@@ -161,7 +161,7 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
             out["experts"][t - 1] = m
             out["gate_values"][t - 1] = h
             out["change_norm"][t - 1] = change_norm
-            out["closest_truth"][t - 1] = [closest(w) for w in experts]
+            out["closest_truth"][t - 1] = np.argmin(np.sum(weights * (experts[:, None] - W[None]) ** 2, axis=-1), axis=1)
     out["termination_round"] = termination_round
     out["final_experts"] = experts
     out["final_theta"] = theta
