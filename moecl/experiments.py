@@ -115,6 +115,16 @@ def resolve_scale(scale: str, replicates=None, rounds=None) -> tuple[int, int]:
     return int(R), int(T)
 
 
+def _own_scale(presets: dict, scale: str, replicates=None, rounds=None) -> tuple:
+    """(R, T) of an experiment with its own presets (``replicates``/``rounds`` attributes);
+    the overrides are checked by `_Run`."""
+    if scale not in presets:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(presets)}")
+    preset = presets[scale]
+    return (preset.replicates if replicates is None else replicates,
+            preset.rounds if rounds is None else rounds)
+
+
 def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative integer")
@@ -549,11 +559,8 @@ def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, r
       (S, Z, K, 2), the median termination round over the replicates that terminated
       (NaN: none); ``moe/T2_minus_T1`` (S, Z, K, 2), mean and se of T2 - T1 over them.
     """
-    if scale not in REGIME_GRIDS:
-        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(REGIME_GRIDS)}")
+    R, T = _own_scale(REGIME_GRIDS, scale, replicates, rounds)
     grid = REGIME_GRIDS[scale]
-    R = grid.replicates if replicates is None else replicates
-    T = grid.rounds if rounds is None else rounds
     run = _Run("regime-map", scale, seed, R, T, progress, overrides)
     settings = regime_settings(scale, rounds=run.T)
     base = run.base()
@@ -763,11 +770,7 @@ def drift(scale: str, seed: int, replicates=None, progress: bool = False, rounds
 
     Scalars ``drift_round`` and ``window`` (rounds per purity window).
     """
-    if scale not in DRIFT_SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(DRIFT_SCALES)}")
-    preset = DRIFT_SCALES[scale]
-    R = preset.replicates if replicates is None else replicates
-    T = preset.rounds if rounds is None else rounds
+    R, T = _own_scale(DRIFT_SCALES, scale, replicates, rounds)
     run = _Run("drift", scale, seed, R, T, progress, overrides)
     T_d = drift_round(run.T)
     base = run.base(drift_round=T_d, **DRIFT_SETTING)

@@ -3,6 +3,21 @@
 import pytest
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run fastest on one thread on a shared CPU; the setting is restored afterwards.
+
+    Test files of torch runs use it for all their tests:
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def interrupt_training(monkeypatch):
     """``interrupt_training(n)``: the n-th expert training of `moecl.deep.run` raises
