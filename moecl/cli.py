@@ -1,19 +1,22 @@
 """Command line: run the book's named experiments and save their results.
 
     python -m moecl list
-    python -m moecl run NAME [--scale ci|paper] [--seed S] [--replicates R] [--out DIR] [--no-progress]
+    python -m moecl run NAME [--scale ci|paper] [--seed S] [--replicates R] [--out DIR]
+                             [--set FIELD=VALUE ...] [--device auto|cpu|cuda] [--no-progress]
 
 ``run`` simulates the experiment (`moecl.experiments`) and writes one results file
 ``DIR/<name>-<scale>-seed<S>.npz`` (`moecl.results`), then prints its path on
 stdout. Errors in the arguments (unknown experiment or scale, negative seed, fewer
 than two replicates, a value the configuration rejects) exit with status 2 and a
-one-line message on stderr.
+one-line message on stderr; data that cannot be read (a missing or corrupt file of
+a deep experiment) exits with status 1 and one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import textwrap
 
@@ -90,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="change a moecl.Config field in every setting, e.g. --set balance_loss=entropy "
                      "or --set expert_update=gradient --set gradient_steps=10 (repeatable); the results "
                      "file name then ends in the overrides")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                     help="where the deep experiments (CNN experts, moecl.deep) train: auto uses CUDA "
+                     "when present (bf16 autocast there); default cpu, deterministic. The linear "
+                     "experiments run on numpy and take no device")
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="do not show progress bars on stderr")
     return parser
@@ -130,14 +137,22 @@ def main(argv=None) -> int:
 
     if args.name not in EXPERIMENTS:
         return _fail(f"unknown experiment {args.name!r}; choose from {', '.join(EXPERIMENTS)}", EXIT_USAGE)
+    overrides = dict(args.overrides)
+    if args.device is not None:
+        if "device" in overrides:
+            return _fail("give the device once: --device or --set device=..., not both", EXIT_USAGE)
+        if not args.name.startswith("deep"):
+            return _fail(f"--device applies to the deep experiments; {args.name} runs on numpy (CPU)", EXIT_USAGE)
+        overrides["device"] = args.device
     try:
-        overrides = dict(args.overrides)
         header, arrays = run_experiment(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
             overrides=overrides,
         )
     except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects
         return _fail(str(exc), EXIT_USAGE)
+    except (OSError, pickle.UnpicklingError) as exc:  # data files of a deep experiment
+        return _fail(f"cannot read the data: {exc}", 1)
     except KeyboardInterrupt:
         return _fail("interrupted; no results file written", 130)
 

@@ -91,7 +91,8 @@ def test_no_progress_is_quiet(capsys, tmp_path):
 def test_run_help_documents_every_option(capsys):
     assert cli.main(["run", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("NAME", "--scale", "ci", "paper", "--seed", "--replicates", "--out", "--set", "--no-progress"):
+    for option in ("NAME", "--scale", "ci", "paper", "--seed", "--replicates", "--out", "--set", "--device",
+                   "--no-progress"):
         assert option in text
     for name in EXPERIMENTS:
         assert name in text
@@ -144,3 +145,33 @@ def test_bad_overrides_exit_2(capsys, tmp_path, override, words):
 def test_set_needs_field_equals_value(capsys):
     assert cli.main(["run", "termination", "--set", "entropy"]) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_device_reaches_the_deep_experiments_only(capsys, tmp_path, monkeypatch):
+    seen = {}
+
+    def record(name, **kwargs):
+        seen[name] = kwargs["overrides"]
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "run_experiment", record)
+    assert cli.main(["run", "deep-methods", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert seen == {"deep-methods": {"device": "cuda"}}
+    capsys.readouterr()
+    assert cli.main(["run", "termination", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "--device applies to the deep experiments" in _error_line(capsys)
+    assert cli.main(["run", "deep-methods", "--device", "cpu", "--set", "device=cuda", "--out", str(tmp_path)]) == 2
+    assert "give the device once" in _error_line(capsys)
+    assert cli.main(["run", "deep-methods", "--device", "tpu"]) == 2
+    assert "tpu" in _error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_data_is_one_line_with_status_1(capsys, tmp_path, monkeypatch):
+    def corrupt(*args, **kwargs):
+        raise OSError("data_batch_1: truncated file")
+
+    monkeypatch.setattr(cli, "run_experiment", corrupt)
+    assert cli.main(["run", "deep-methods", "--out", str(tmp_path)]) == 1
+    assert _error_line(capsys) == "moecl: error: cannot read the data: data_batch_1: truncated file"
+    assert list(tmp_path.iterdir()) == []
