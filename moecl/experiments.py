@@ -884,7 +884,8 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     rounds. Other overrides change the `moecl.deep.DeepConfig` fields of
     `_DEEP_SETTABLE` in every method, e.g. ``--set device=cuda`` for a GPU run (the
     default is ``cpu``, deterministic); method, M and T are the experiment's own.
-    Replicate k is ``deep.run(..., seed=seed + k)``. Arrays, per method label and
+    Replicate k is seed ``seed + k`` of one batched ``deep.run(..., seed=[seed, seed + 1, ...])``
+    (equal to a run of that seed alone up to float32 rounding). Arrays, per method label and
     scenario (``task``, ``class``): ``<label>/<scenario>/<metric>`` (R,) for the metrics
     of `moecl.deep.summarise`, and ``<label>/<scenario>/accuracy_matrix`` (R, T, T).
     """
@@ -934,7 +935,8 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         if progress:
             print(f"[{index + 1}/{len(DEEP_METHODS)}] {label}: method={method}, M={M}", file=sys.stderr, flush=True)
         clock = time.perf_counter()
-        records = [deep.run(config, stream, seed=seed + k, progress=progress) for k in range(R)]
+        # the R seeds train in lockstep, their selected experts batched (moecl.deep.run_replicates)
+        records = deep.run(config, stream, seed=[seed + k for k in range(R)], progress=progress)
         wall_times[label] = round(time.perf_counter() - clock, 3)
         for scenario in deep.SCENARIOS:
             summaries = [deep.summarise(r, scenario=scenario) for r in records]
