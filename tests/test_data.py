@@ -452,8 +452,9 @@ def md5(payload: bytes) -> str:
 
 def test_download_verifies_and_renames_atomically(download, tmp_path):
     payload = os.urandom(5000)
+    corrupt = bytes([payload[0] ^ 0xFF]) + payload[1:]  # differs from payload whatever its first byte
     resource = download.Resource("file.bin", ("https://a/file.bin", "https://b/file.bin"), md5(payload))
-    download.served = {"https://a/file.bin": b"x" + payload[1:], "https://b/file.bin": payload}
+    download.served = {"https://a/file.bin": corrupt, "https://b/file.bin": payload}
     # the first URL serves a corrupt copy twice (fresh and retried), the second the right one
     path = download.download_file(resource, tmp_path, quiet=True)
     assert path.read_bytes() == payload
