@@ -824,8 +824,10 @@ DEEP_METHODS = {
     "joint": ("joint", 1),
     "gate-M2": ("gate", 2),
     "gate-M4": ("gate", 4),
+    "gate-M8": ("gate", 8),
     "seed-M2": ("seed", 2),
     "seed-M4": ("seed", 4),
+    "seed-M8": ("seed", 8),
 }
 #: Size presets of ``deep-methods``: seeds (the replicates) and rounds, two, resp. four, cycles
 #: through the five tasks (a stream of N tasks gets ``rounds // 5 * N`` rounds unless given).
@@ -871,7 +873,7 @@ def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
 @experiment(
     "deep-methods",
     "split digits, CIFAR-10 or Tiny ImageNet (cyclic tasks; --set stream=...): the paper's MoE gate "
-    "and SEED (M = 2, 4), fine-tuning and joint training; task- and class-incremental accuracy metrics per seed",
+    "and SEED (M = 2, 4, 8), fine-tuning and joint training; task- and class-incremental accuracy metrics per seed",
 )
 def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """The deep comparison of book/seed.md from the command line (issue 10).
