@@ -1,6 +1,5 @@
 """Registered experiments: every one runs at a tiny scale with the documented arrays."""
 
-import dataclasses
 import math
 import re
 
@@ -166,42 +165,21 @@ def test_bad_arguments(kwargs, message):
 # --------------------------------------------------------------------------------------
 # The committed paper-scale results in results/ (what book/synthetic.md plots)
 
-RESULTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "results"
-
-
-def _same_setting(stored: dict, fresh: dict) -> bool:
-    """A stored setting equals a fresh one; a `Config` field added after the file was
-    written must be at its default in the fresh setting (the file ran with that behaviour:
-    new fields default to the paper's mechanism, which leaves every number unchanged)."""
-    defaults = {field.name: field.default for field in dataclasses.fields(moecl.Config)}
-    if set(stored) - set(fresh):
-        return False
-    return all(stored[key] == value if key in stored else value == defaults[key] for key, value in fresh.items())
-
-
 @pytest.mark.parametrize("name", list(EXPECTED_LABELS))
-def test_stored_paper_results_match_the_registry(runs, name):
+def test_stored_paper_results_match_the_registry(runs, name, stored_paper_results, same_setting):
     """results/<name>-paper-seed0.npz exists and is what the current code would write.
 
     Same experiment, scale, seed, settings (every `Config` field but T), array names and
     per-replicate shapes as a fresh run; so changing an experiment or a default without
     regenerating the stored results (results/README.md) fails here.
     """
-    from moecl.results import load_results
-
-    path = RESULTS / f"{name}-paper-seed0.npz"
-    if not path.exists():
-        pytest.skip(f"{path} not generated (python -m moecl run {name} --scale paper --out results)")
-    header, arrays = load_results(path)
     paper = SCALES["paper"]
-    assert (header["experiment"], header["scale"], header["seed"]) == (name, "paper", 0)
-    assert header["description"] == EXPERIMENTS[name].description
-    assert (header["replicates"], header["rounds"]) == (paper.replicates, paper.rounds)
+    header, arrays, path = stored_paper_results(name, paper.replicates, paper.rounds)
     fresh_header, fresh_arrays = runs[name]
     assert header["labels"] == fresh_header["labels"]
     for label, config in header["configs"].items():
         fresh = dict(fresh_header["configs"][label], T=paper.rounds)
-        assert _same_setting(config, fresh), f"{path.name}: setting {label} differs from the registry's"
+        assert same_setting(config, fresh), f"{path.name}: setting {label} differs from the registry's"
     assert set(arrays) == set(fresh_arrays)
     assert arrays["rounds"].shape == (paper.rounds,)
     for label in header["labels"]:
@@ -329,22 +307,14 @@ def test_regime_map_paper_grid_is_large_enough():
     assert min(snr) < 0.2 and max(snr) > 3  # from a blind gate to the book's default regime
 
 
-def test_stored_regime_map_matches_the_registry(runs):
+def test_stored_regime_map_matches_the_registry(runs, stored_paper_results, same_setting):
     """results/regime-map-paper-seed0.npz exists and is what the current code would write."""
-    from moecl.results import load_results
-
-    path = RESULTS / "regime-map-paper-seed0.npz"
-    if not path.exists():
-        pytest.skip(f"{path} not generated (python -m moecl run regime-map --scale paper --out results)")
-    header, arrays = load_results(path)
     grid = REGIME_GRIDS["paper"]
-    assert (header["experiment"], header["scale"], header["seed"]) == ("regime-map", "paper", 0)
-    assert header["description"] == EXPERIMENTS["regime-map"].description
-    assert (header["replicates"], header["rounds"]) == (grid.replicates, grid.rounds)
+    header, arrays, path = stored_paper_results("regime-map", grid.replicates, grid.rounds)
     settings = regime_settings("paper")
     assert header["labels"] == [label for label, _, _ in settings]
     for label, config, _ in settings:
-        assert _same_setting(header["configs"][label], config.as_dict()), f"{path.name}: setting {label} differs"
+        assert same_setting(header["configs"][label], config.as_dict()), f"{path.name}: setting {label} differs"
     assert set(arrays) == set(runs["regime-map"][1])
     assert {key: arrays[key].shape for key in arrays} == _regime_shapes(grid)
     assert path.stat().st_size < 200_000
