@@ -264,21 +264,19 @@ def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
     # The re-opening rule's memory of a frozen gate's changes (strikes, or a window of them).
     strikes = reopening.initial_state(R, config)
 
-    def error_rows(models, which=slice(None)):
-        """E_n of models (r, d) or (r, M, d) of the rows ``which`` -> (r, N) or (r, M, N)."""
+    def error_rows(models, which=None):
+        """E_n of the models (r, d) or (r, M, d) of every row, or of the rows of the mask
+        ``which``, -> (r, N) or (r, M, N); each configuration's rows against its own pool."""
         models = models if scale is None else models * scale
-        if one:
-            flat = models.reshape(-1, d)
-            return experts.squared_distances_fast(flat, W_err[0], W_sq[0]).reshape(*models.shape[:-1], N)
-        out_rows = np.empty((*models.shape[:-1], N))
-        picked = np.arange(R)[which]
-        for g, rows in enumerate(batch.slices):  # per configuration, as if it ran alone
-            inside = (picked >= rows.start) & (picked < rows.stop)
-            if inside.any():
-                flat = models[inside].reshape(-1, d)
-                out_rows[inside] = experts.squared_distances_fast(flat, W_err[g], W_sq[g]).reshape(
-                    *models[inside].shape[:-1], N)
-        return out_rows
+        picked = np.arange(R) if which is None else np.flatnonzero(which)  # sorted row numbers
+        values = np.empty((*models.shape[:-1], N))
+        for g, rows in enumerate(batch.slices):  # contiguous rows: a view, as if it ran alone
+            inside = slice(*np.searchsorted(picked, (rows.start, rows.stop)))
+            part = models[inside]
+            if len(part):
+                flat = experts.squared_distances_fast(part.reshape(-1, d), W_err[g], W_sq[g])
+                values[inside] = flat.reshape(*part.shape[:-1], N)
+        return values
 
     out = {
         "tasks": np.empty((R, T), dtype=np.int64),
