@@ -3,12 +3,15 @@
 The one entry point is ``moecl.simulate(moecl.Config(...), replicates=R, seed=S)``;
 ``moecl.simulate_many([config, ...])`` runs several configurations that differ only in
 their scales through the same engine in one batch (same numbers as separate calls).
+``moecl.book_seed(k)`` is the seed a chapter of the book uses for its k-th random
+computation (set ``MOECL_BOOK_SEED`` to run the whole book as another experiment).
 """
 
 from .algorithm import SimulationResult, simulate, simulate_many
+from .book_seed import book_seed
 from .config import BOOK_CONSTANTS, Config
 from .tasks import Pool, make_pool
 
 __version__ = "0.1.0"
 
-__all__ = ["BOOK_CONSTANTS", "Config", "Pool", "SimulationResult", "make_pool", "simulate", "simulate_many", "__version__"]
+__all__ = ["BOOK_CONSTANTS", "Config", "Pool", "SimulationResult", "book_seed", "make_pool", "simulate", "simulate_many", "__version__"]
