@@ -1,7 +1,7 @@
 """Sharing within an expert set (issue 9, section 4): the phase-model recursion and its closed form.
 
 With ``sharing="update"`` the experts of the selected expert's set all learn a phase-2
-task with the same projector P_t (`moecl.phase_model`, module docstring). Checked here:
+task with the same projector P_t (`moecl.theory.phase_model`, module docstring). Checked here:
 the recursion against the phase model's Monte Carlo (|z| < 4 standard errors of the
 replicate mean, ``moecl.theory.Z_MAX``), the sympy derivation against the compact
 closed form and against the recursion, the limits (sets of one expert: nothing
@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 from moecl import theory
-from moecl.phase_model import (
+from moecl.theory.phase_model import (
     PHASE_SHARING_RULES,
     default_routing,
     expectations_over_routings,
@@ -133,7 +133,7 @@ def test_sharing_starts_after_exploration():
 def test_sympy_derivation_equals_compact_form():
     """`derive_sharing_forms` (sympy's sums) equals the compact statement exactly, at rational points."""
     derived = theory.derive_sharing_forms()
-    compact = theory._compact_sharing_forms()
+    compact = theory.compact_sharing_forms()
     points = [
         dict(r=sp.Rational(7, 10), rho=sp.Rational(9, 10), rho_s=sp.Rational(4, 5), t=37, T1=11),
         dict(r=sp.Rational(1, 3), rho=sp.Rational(5, 6), rho_s=sp.Rational(1, 2), t=5, T1=1),
@@ -150,8 +150,8 @@ def test_sympy_derivation_equals_compact_form():
 def test_sharing_form_with_rho_s_equal_rho_is_theorems_1_and_2():
     """rho_s = rho (an expert updated as often as it is routed) gives the specialisation forms of
     `moe_expectations` exactly."""
-    compact = theory._compact_sharing_forms()
-    old = theory._compact_forms()["specialisation"]
+    compact = theory.compact_sharing_forms()
+    old = theory.compact_forms()["specialisation"]
     linked = {sym.M: (1 - sym.r) / (1 - sym.rho)}  # M (1 - rho) = 1 - r
     for name in compact:
         assert sp.simplify((compact[name].subs(sym.rho_s, sym.rho) - old[name]).subs(linked)) == 0

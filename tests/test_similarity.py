@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from moecl import similarity as sim
+from moecl.theory import similarity as sim
 from moecl import theory
 from moecl.metrics import mean_se
 from moecl.tasks import feature_variances

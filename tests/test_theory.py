@@ -10,7 +10,7 @@ import sympy as sp
 import moecl
 from moecl import theory
 from moecl.metrics import mean_se, z_score
-from moecl.phase_model import (
+from moecl.theory.phase_model import (
     balanced_groups,
     default_routing,
     expectations_over_routings,

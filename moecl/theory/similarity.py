@@ -75,9 +75,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .experts import min_norm_update
+from ..experts import min_norm_update
 from .phase_model import check_int, check_pool_matrix
-from .tasks import feature_variances
+from ..tasks import feature_variances
 
 #: Book choice: Monte Carlo draws of P for the projector moments (Sigma != I), and the
 #: number of batches whose spread gives their standard error.
@@ -137,7 +137,7 @@ def weighted_gaps(W, variances) -> np.ndarray:
     """Sigma-weighted squared gaps ``(w_n - w_n')^T Sigma (w_n - w_n')`` (N, N) (eq-sim-error).
 
     W: ground truths (N, d) (or a `moecl.Pool`); variances: the diagonal of Sigma (d,)
-    (``np.ones(d)`` gives the Euclidean gaps of `moecl.phase_model.squared_gaps`).
+    (``np.ones(d)`` gives the Euclidean gaps of `moecl.theory.phase_model.squared_gaps`).
     """
     W = check_pool_matrix(W)
     variances = check_variances(variances, W.shape[1])
@@ -381,7 +381,7 @@ def expected_errors(W, moments: ProjectorMoments, T: int, metric="sigma") -> dic
 
     The paper's metrics (Section 4) with the model error ``E_n(w) = (w - w_n)^T Omega
     (w - w_n)``, Omega = Sigma (``metric="sigma"``, eq-sim-error), I (``"euclidean"``)
-    or ``diag(metric)``. Derivation (as in `moecl.phase_model`): with ``b_n(t) =
+    or ``diag(metric)``. Derivation (as in `moecl.theory.phase_model`): with ``b_n(t) =
     E[sum_{i<=t} 1{n_i = n} w_t]``,
 
         b_n(t) = (I - E[P]) b_n(t-1) + E[P] wbar (t-1)/N + ((I - E[P]) m(t-1) + E[P] w_n)/N

@@ -69,7 +69,7 @@ import numbers
 
 import numpy as np
 
-from .experts import min_norm_change
+from ..experts import min_norm_change
 
 #: Tolerance on the row sums of a routing matrix.
 ROW_SUM_TOL = 1e-9
