@@ -240,6 +240,7 @@ def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
     termination = gate.TERMINATION_RULES[config.termination]
     reopening = gate.REOPEN_RULES[config.reopen]
     balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
+    locality = gate.LOCALITY_LOSSES[config.locality_loss]  # Eq. (6), or none (an ablation)
     everyone = np.arange(R)
 
     expert_models = np.zeros((R, M, d))
@@ -370,7 +371,7 @@ def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
                 training &= ~stop
                 out["gate_trained"][:, t - 1] = training
                 pi = gate.softmax(h)
-                grad = gate.locality_grad(pi, m, change_norm) + balance(pi, routed / t, alpha, t)
+                grad = locality(pi, m, change_norm) + balance(pi, routed / t, alpha, t)
                 grad *= training[:, None]
                 gate.gate_step(theta, grad, xbar, eta, out=theta)  # Eq. (9)
 

@@ -71,7 +71,9 @@ class Config:
         see `moecl.gate.TERMINATION_RULES`.
     Strategies beyond the paper (issue 9; the defaults are the paper's)
         balance_loss: ``"load_balance"`` (Eq. (7)) or ``"entropy"`` (an entropy bonus
-        on the routing probabilities, `moecl.gate.entropy_loss`). router: ``"gate"``
+        on the routing probabilities, `moecl.gate.entropy_loss`). locality_loss:
+        ``"change"`` (Eq. (6)) or ``"none"`` (an ablation: the gate trains on the
+        balancing loss alone; with ``alpha=0`` too it never moves). router: ``"gate"``
         (Eq. (2)) or ``"least_change"`` (the expert that Eq. (5) would move least,
         chosen from the task's data; the gate is not used). expert_update:
         ``"exact"`` (Eq. (5)) or ``"gradient"`` (``gradient_steps`` steps of gradient
@@ -116,6 +118,7 @@ class Config:
     K: int | None = None
     cluster_spread: float = 0.1
     balance_loss: str = "load_balance"
+    locality_loss: str = "change"
     router: str = "gate"
     expert_update: str = "exact"
     gradient_steps: int = 1
@@ -160,11 +163,12 @@ class Config:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
         if self.features not in FEATURE_MODELS:
             raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
-        from .gate import BALANCE_LOSSES, REOPEN_RULES, ROUTERS, TERMINATION_RULES
+        from .gate import BALANCE_LOSSES, LOCALITY_LOSSES, REOPEN_RULES, ROUTERS, TERMINATION_RULES
 
         for name, allowed in (
             ("termination", TERMINATION_RULES),
             ("balance_loss", BALANCE_LOSSES),
+            ("locality_loss", LOCALITY_LOSSES),
             ("router", ROUTERS),
             ("expert_update", EXPERT_UPDATES),
             ("sharing", SHARING_RULES),

@@ -98,6 +98,15 @@ def entropy_grad(pi: np.ndarray, alpha: float) -> np.ndarray:
     return alpha * pi * (log_pi + entropy)
 
 
+#: Locality terms by name (``Config.locality_loss``), as gradient-coefficient functions
+#: ``(pi, chosen, change_norm) -> c``: the paper's Eq. (6), or none (**book choice**, an
+#: ablation: the gate then trains on the balancing loss alone).
+LOCALITY_LOSSES = {
+    "change": locality_grad,
+    "none": lambda pi, chosen, change_norm: np.zeros_like(pi),
+}
+
+
 #: Balancing losses by name (``Config.balance_loss``), as gradient-coefficient functions
 #: ``(pi, frequency, alpha, t) -> c``: the paper's Eq. (7), or the entropy bonus.
 BALANCE_LOSSES = {

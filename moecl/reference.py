@@ -149,7 +149,7 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
                 grad = np.zeros((M, d))
                 for k in range(M):
                     # d pi_j / d theta_k = pi_j (1[j = k] - pi_k) xbar
-                    d_loc = change_norm * pi[m] * ((k == m) - pi[k])
+                    d_loc = change_norm * pi[m] * ((k == m) - pi[k]) if config.locality_loss == "change" else 0.0
                     if config.balance_loss == "load_balance":
                         d_aux = config.alpha * M / t * sum(f[j] * pi[j] * ((j == k) - pi[k]) for j in range(M))
                     else:  # entropy bonus alpha sum_j pi_j log pi_j
