@@ -1,0 +1,94 @@
+"""The registry of named experiments, their size presets and `run_experiment`.
+
+Each experiment is a function ``(scale, seed, replicates=None, progress=False,
+rounds=None, overrides=None) -> (header, arrays)`` registered with `experiment`;
+`EXPERIMENTS` maps names to them and `run_experiment` calls one by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A size preset: replicates R and rounds T."""
+
+    replicates: int
+    rounds: int
+
+
+#: Size presets. ``ci``: seconds on a laptop; ``paper``: the full-size runs of the book.
+SCALES = {"ci": Scale(replicates=40, rounds=300), "paper": Scale(replicates=500, rounds=2000)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: its name, a one-line description and the function."""
+
+    name: str
+    description: str
+    function: Callable
+
+
+#: The registry: experiment name -> `Experiment`, in the order they were defined.
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, description: str):
+    """Decorator registering an experiment function under ``name``."""
+
+    def register(function):
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is registered twice")
+        EXPERIMENTS[name] = Experiment(name, description, function)
+        return function
+
+    return register
+
+
+def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None, progress: bool = False, rounds=None, overrides=None):
+    """Run the registered experiment ``name``; returns ``(header, arrays)``.
+
+    ``overrides`` ({field: value}) changes `Config` fields in every setting of the
+    experiment, e.g. ``{"balance_loss": "entropy"}``; a field the experiment sets or
+    varies itself cannot be overridden (ValueError).
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name].function(
+        scale, seed, replicates=replicates, progress=progress, rounds=rounds, overrides=overrides
+    )
+
+
+def resolve_scale(scale: str, replicates=None, rounds=None) -> tuple[int, int]:
+    """(R, T) of a preset, with optional overrides; checks them."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    preset = SCALES[scale]
+    R = preset.replicates if replicates is None else replicates
+    T = preset.rounds if rounds is None else rounds
+    if isinstance(R, bool) or not isinstance(R, (int, np.integer)) or R < 2:
+        raise ValueError(f"replicates={R!r} must be an integer of at least 2 (standard errors need two)")
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:
+        raise ValueError(f"rounds={T!r} must be an integer of at least 2")
+    return int(R), int(T)
+
+
+def own_scale(presets: dict, scale: str, replicates=None, rounds=None) -> tuple:
+    """(R, T) of an experiment with its own presets (``replicates``/``rounds`` attributes);
+    the overrides are checked by `Recorder`."""
+    if scale not in presets:
+        raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(presets)}")
+    preset = presets[scale]
+    return (preset.replicates if replicates is None else replicates,
+            preset.rounds if rounds is None else rounds)
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    return int(seed)
