@@ -1,23 +1,20 @@
-"""Data loaders, task streams and the download script (`moecl.data`, `data_scripts/download.py`).
+"""Data loaders and task streams (`moecl.data`).
 
 The loaders are tested on tiny files written here in the official on-disk formats
 (MNIST IDX gzip and raw, CIFAR-10 and CIFAR-100 python pickles, a Tiny ImageNet folder
 of JPEGs with a greyscale one), on corrupt and missing files, and, when ``MOECL_DATA``
 is set (CI sets it to ``../shared/data``), on the real files. The download script is
-tested with a fake fetch function and with a ``file://`` URL; no network is used.
+tested in ``test_download.py``.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
-import io
 import os
 import pickle
 import struct
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -416,146 +413,6 @@ def test_cifar_and_tiny_imagenet_task_streams_from_files(tmp_path):
     tiny = data.tiny_imagenet_tasks(num_classes=2, classes_per_task=1, data_dir=tmp_path, scenario="class")
     assert [t.class_names for t in tiny] == [("goldfish",), ("tabby",)]
     assert tiny.image_shape == (3, 64, 64) and set(tiny[1].train_labels) == {1}
-
-
-# --------------------------------------------------------------------------- the download script
-
-
-@pytest.fixture
-def download(monkeypatch):
-    """The download script as a module, with fetch replaced by a fake serving ``served[url]``."""
-    spec = importlib.util.spec_from_file_location("moecl_download_script", ROOT / "data_scripts" / "download.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    module.served, module.calls = {}, []
-
-    def fake_fetch(url, part, quiet=False):
-        module.calls.append(url)
-        payload = module.served[url]
-        start = part.stat().st_size if part.exists() else 0
-        end = len(payload) if module.interrupt_at is None else module.interrupt_at
-        with open(part, "ab") as out:
-            out.write(payload[start:end])
-        if module.interrupt_at is not None:
-            module.interrupt_at = None
-            raise ConnectionResetError("connection lost (simulated)")
-
-    module.interrupt_at = None
-    monkeypatch.setattr(module, "fetch", fake_fetch)
-    return module
-
-
-def md5(payload: bytes) -> str:
-    return hashlib.md5(payload).hexdigest()
-
-
-def test_download_verifies_and_renames_atomically(download, tmp_path):
-    payload = os.urandom(5000)
-    corrupt = bytes([payload[0] ^ 0xFF]) + payload[1:]  # differs from payload whatever its first byte
-    resource = download.Resource("file.bin", ("https://a/file.bin", "https://b/file.bin"), md5(payload))
-    download.served = {"https://a/file.bin": corrupt, "https://b/file.bin": payload}
-    # the first URL serves a corrupt copy twice (fresh and retried), the second the right one
-    path = download.download_file(resource, tmp_path, quiet=True)
-    assert path.read_bytes() == payload
-    assert download.calls == ["https://a/file.bin", "https://a/file.bin", "https://b/file.bin"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
-    # present and verified: skipped without fetching
-    download.calls.clear()
-    download.download_file(resource, tmp_path, quiet=True)
-    assert download.calls == []
-
-
-def test_download_checksum_mismatch_leaves_nothing(download, tmp_path):
-    resource = download.Resource("file.bin", ("https://a/file.bin",), "0" * 32)
-    download.served = {"https://a/file.bin": b"not the published file"}
-    with pytest.raises(download.ChecksumError, match="published MD5"):
-        download.download_file(resource, tmp_path, quiet=True)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_interrupted_download_resumes_from_the_part_file(download, tmp_path):
-    payload = os.urandom(10_000)
-    resource = download.Resource("file.bin", ("https://a/file.bin",), md5(payload))
-    download.served = {"https://a/file.bin": payload}
-    download.interrupt_at = 4000
-    with pytest.raises(OSError, match="connection lost"):
-        download.download_file(resource, tmp_path, quiet=True)
-    assert not (tmp_path / "file.bin").exists()
-    assert (tmp_path / "file.bin.part").stat().st_size == 4000
-    download.download_file(resource, tmp_path, quiet=True)
-    assert (tmp_path / "file.bin").read_bytes() == payload and not (tmp_path / "file.bin.part").exists()
-
-
-def test_real_fetch_with_a_file_url(tmp_path):
-    spec = importlib.util.spec_from_file_location("moecl_download_real", ROOT / "data_scripts" / "download.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        source = tmp_path / "source.bin"
-        source.write_bytes(os.urandom(3 * module.CHUNK // 2))
-        part = tmp_path / "out.part"
-        part.write_bytes(b"stale bytes")  # a file:// server ignores ranges: the part is rewritten
-        module.fetch(source.as_uri(), part, quiet=True)
-        assert part.read_bytes() == source.read_bytes()
-    finally:
-        del sys.modules[spec.name]
-
-
-def cifar10_archive(tmp_path: Path) -> bytes:
-    """A tar.gz of a tiny cifar-10-batches-py folder, as the official archive is laid out."""
-    staging = tmp_path / "staging"
-    write_cifar10(staging, batches=1)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(staging / data.CIFAR10_FOLDER, arcname=data.CIFAR10_FOLDER)
-    return buffer.getvalue()
-
-
-def test_download_cli_unpacks_an_archive_once(download, tmp_path, monkeypatch):
-    archive = cifar10_archive(tmp_path)
-    url = "https://example.org/cifar-10-python.tar.gz"
-    spec = download.DatasetSpec("cifar10", "test", (download.Resource("cifar-10-python.tar.gz", (url,), md5(archive)),),
-                                data.CIFAR10_FOLDER, archive=True)
-    monkeypatch.setitem(download.DATASETS, "cifar10", spec)
-    download.served = {url: archive}
-    target = tmp_path / "data"
-    assert download.main(["--dataset", "cifar10", "--data-dir", str(target), "--quiet"]) == 0
-    assert sorted(p.name for p in target.iterdir()) == [data.CIFAR10_FOLDER]  # archive removed, no temp folders
-    assert data.load_cifar10(target).train_images.shape == (20, 3, 32, 32)
-    download.calls.clear()
-    assert download.main(["--dataset", "cifar10", "--data-dir", str(target), "--quiet"]) == 0
-    assert download.calls == []  # marker found: skipped
-
-
-def test_download_refuses_unverified_folders_and_unsafe_archives(download, tmp_path, monkeypatch):
-    write_cifar10(tmp_path / "data", batches=1)  # a folder the script did not unpack
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("../escape.txt")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"bad"))
-    archive = buffer.getvalue()
-    url = "https://example.org/evil.tar.gz"
-    spec = download.DatasetSpec("cifar10", "test", (download.Resource("evil.tar.gz", (url,), md5(archive)),),
-                                data.CIFAR10_FOLDER, archive=True)
-    download.served = {url: archive}
-    with pytest.raises(FileExistsError, match="--force"):
-        download.download(spec, tmp_path / "data", quiet=True)
-    with pytest.raises(ValueError, match="escape.txt"):
-        download.download(spec, tmp_path / "data", force=True, quiet=True)
-    assert not (tmp_path / "escape.txt").exists()
-    assert (tmp_path / "data" / data.CIFAR10_FOLDER / "test_batch").is_file()  # the old folder is kept
-    assert not [p for p in (tmp_path / "data").iterdir() if "unpacking" in p.name]
-
-
-def test_download_help(download, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        download.main(["--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert "--dataset" in out and "--data-dir" in out and "tiny-imagenet" in out
 
 
 # --------------------------------------------------------------------------- real data under MOECL_DATA
