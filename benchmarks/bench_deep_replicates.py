@@ -29,10 +29,11 @@ import time
 import numpy as np
 import torch
 
-from moecl import data, deep
+from moecl import deep
+from moecl.deep import datasets, streams
 
 
-def cifar_shaped_stream(seed: int = 0) -> data.TaskStream:
+def cifar_shaped_stream(seed: int = 0) -> streams.TaskStream:
     """Five two-class tasks of synthetic 3 x 32 x 32 images, 200 train and 100 test per class."""
     rng = np.random.default_rng(seed)
     classes, train, test = 10, 200, 100
@@ -45,17 +46,17 @@ def cifar_shaped_stream(seed: int = 0) -> data.TaskStream:
 
     train_images, train_labels = images(train)
     test_images, test_labels = images(test)
-    dataset = data.ImageDataset(name="cifar-shaped", train_images=train_images, train_labels=train_labels,
+    dataset = datasets.ImageDataset(name="cifar-shaped", train_images=train_images, train_labels=train_labels,
                                 test_images=test_images, test_labels=test_labels,
                                 class_names=tuple(f"class {k}" for k in range(classes)),
                                 source="synthetic 3 x 32 x 32 images (bench_deep_replicates.py)")
-    return data.class_split_tasks(dataset, [[2 * k, 2 * k + 1] for k in range(5)], samples_per_task=200,
+    return streams.class_split_tasks(dataset, [[2 * k, 2 * k + 1] for k in range(5)], samples_per_task=200,
                                   test_samples_per_task=100, seed=seed)
 
 
-def make_stream(name: str) -> data.TaskStream:
+def make_stream(name: str) -> streams.TaskStream:
     if name == "digits":
-        return data.one_vs_rest_tasks(data.load_sklearn_digits(), seed=0)
+        return streams.one_vs_rest_tasks(datasets.load_sklearn_digits(), seed=0)
     return cifar_shaped_stream()
 
 

@@ -23,6 +23,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ._checks import check_int, check_real
+
 FEATURE_MODELS = ("definition1", "isotropic")
 #: How the selected expert learns a task: Eq. (5) exactly, or ``gradient_steps`` steps
 #: of gradient descent on the task's squared loss (`moecl.experts.gradient_change`).
@@ -133,32 +135,32 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("d", "s", "N", "M", "T"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         if self.s >= self.d:
             raise ValueError(
                 f"s={self.s} must be smaller than d={self.d}: the model is "
                 "overparameterised (fewer samples per task than dimensions)"
             )
-        _check_real("sigma0", self.sigma0, low=0.0, low_open=True)
+        check_real("sigma0", self.sigma0, low=0.0, low_open=True)
         for name, exponent in _EXPONENTS.items():
             if getattr(self, name) is None:
                 value = BOOK_CONSTANTS[name] * self.sigma0**exponent
                 object.__setattr__(self, name, float(value))
-        _check_real("eta", self.eta, low=0.0, low_open=True)
-        _check_real("alpha", self.alpha, low=0.0)
-        _check_real("lambda_", self.lambda_, low=0.0)
-        _check_real("Gamma", self.Gamma, low=0.0)
+        check_real("eta", self.eta, low=0.0, low_open=True)
+        check_real("alpha", self.alpha, low=0.0)
+        check_real("lambda_", self.lambda_, low=0.0)
+        check_real("Gamma", self.Gamma, low=0.0)
         if self.T1 is None:
             object.__setattr__(self, "T1", int(math.ceil(self.M / self.eta)))
-        _check_int("T1", self.T1, minimum=0)
-        _check_real("beta", self.beta, low=0.0, low_open=True)
-        _check_real("sigma_t", self.sigma_t, low=0.0, low_open=True)
+        check_int("T1", self.T1, minimum=0)
+        check_real("beta", self.beta, low=0.0, low_open=True)
+        check_real("sigma_t", self.sigma_t, low=0.0, low_open=True)
         if self.v_norm is None:
             object.__setattr__(self, "v_norm", float(math.sqrt(self.d)))
-        _check_real("v_norm", self.v_norm, low=0.0, low_open=True)
-        _check_real("cluster_spread", self.cluster_spread, low=0.0)
+        check_real("v_norm", self.v_norm, low=0.0, low_open=True)
+        check_real("cluster_spread", self.cluster_spread, low=0.0)
         if self.K is not None:
-            _check_int("K", self.K, minimum=1)
+            check_int("K", self.K, minimum=1)
             if self.K > self.N:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
         if self.features not in FEATURE_MODELS:
@@ -177,17 +179,17 @@ class Config:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
-        _check_int("gradient_steps", self.gradient_steps, minimum=1)
-        _check_int("drift_count", self.drift_count, minimum=1)
+        check_int("gradient_steps", self.gradient_steps, minimum=1)
+        check_int("drift_count", self.drift_count, minimum=1)
         if self.drift_round is not None:
-            _check_int("drift_round", self.drift_round, minimum=1)
+            check_int("drift_round", self.drift_round, minimum=1)
             if self.drift_round >= self.T:
                 raise ValueError(f"drift_round={self.drift_round} must be smaller than T={self.T}")
             if self.drift_count > self.N:
                 raise ValueError(f"drift_count={self.drift_count} cannot exceed N={self.N} ground truths")
-        _check_real("reopen_threshold", self.reopen_threshold, low=0.0)
-        _check_int("reopen_patience", self.reopen_patience, minimum=1)
-        _check_real("anisotropy", self.anisotropy, low=1.0)
+        check_real("reopen_threshold", self.reopen_threshold, low=0.0)
+        check_int("reopen_patience", self.reopen_patience, minimum=1)
+        check_real("anisotropy", self.anisotropy, low=1.0)
 
     @property
     def pool_size(self) -> int:
@@ -215,26 +217,3 @@ def _derived(config: Config, name: str) -> bool:
     if name == "v_norm":
         return value == math.sqrt(config.d)
     return value == BOOK_CONSTANTS[name] * config.sigma0 ** _EXPONENTS[name]
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) and not (
-        hasattr(value, "__index__") and not isinstance(value, float)
-    ):
-        raise ValueError(f"{name}={value!r} must be an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be at least {minimum}")
-
-
-def _check_real(name: str, value, low: float, low_open: bool = False) -> None:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} must be a real number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} must be a real number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}={value!r} must be finite")
-    if number < low or (low_open and number == low):
-        bound = "greater than" if low_open else "at least"
-        raise ValueError(f"{name}={value!r} must be {bound} {low:g}")

@@ -67,13 +67,13 @@ def one_thread():
 def interrupt_training(monkeypatch):
     """``interrupt_training(n)``: the n-th expert training of `moecl.deep.run` raises
     KeyboardInterrupt (a run stopped mid-way); ``interrupt_training(None)`` restores it."""
-    from moecl import deep
+    from moecl.deep import engine
 
-    original = deep._train
+    original = engine.train
 
     def interrupt(n):
         if n is None:
-            monkeypatch.setattr(deep, "_train", original)
+            monkeypatch.setattr(engine, "train", original)
             return
         calls = {"n": 0}
 
@@ -83,6 +83,6 @@ def interrupt_training(monkeypatch):
                 raise KeyboardInterrupt("stopped mid-way")
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(deep, "_train", train)
+        monkeypatch.setattr(engine, "train", train)
 
     return interrupt

@@ -1,4 +1,4 @@
-"""Data loaders and task streams (`moecl.data`).
+"""Data loaders and task streams (`moecl.deep.datasets`, `moecl.deep.streams`).
 
 The loaders are tested on tiny files written here in the official on-disk formats
 (MNIST IDX gzip and raw, CIFAR-10 and CIFAR-100 python pickles, a Tiny ImageNet folder
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moecl import data
-from moecl.data import ImageDataset
+from moecl.deep import datasets, streams
+from moecl.deep.datasets import ImageDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def cifar_rows(rng, n):
 def write_cifar10(root: Path, batches=2, per_batch=20, n_test=20, protocol=2, seed=0):
     """Tiny CIFAR-10 as the official Python-2 pickles (bytes keys). Returns the rows and labels."""
     rng = np.random.default_rng(seed)
-    folder = root / data.CIFAR10_FOLDER
+    folder = root / datasets.CIFAR10_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     meta = {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": 3072}
@@ -86,7 +86,7 @@ def write_cifar10(root: Path, batches=2, per_batch=20, n_test=20, protocol=2, se
 def write_cifar100(root: Path, per_class=4, seed=0):
     """Tiny CIFAR-100 (train/test/meta with fine and coarse labels): fine class f is in superclass f % 20."""
     rng = np.random.default_rng(seed)
-    folder = root / data.CIFAR100_FOLDER
+    folder = root / datasets.CIFAR100_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     fine_names = [f"fine{f:02d}".encode() for f in range(100)]
     coarse_names = [f"super{c:02d}".encode() for c in range(20)]
@@ -113,7 +113,7 @@ def write_tiny_imagenet(root: Path, train_per_class=4, val_per_class=2, size=64)
     """Tiny ImageNet folders with flat-colour JPEGs; ``GREY_FILE`` is a greyscale (mode L) JPEG."""
     from PIL import Image
 
-    folder = root / data.TINY_IMAGENET_FOLDER
+    folder = root / datasets.TINY_IMAGENET_FOLDER
     (folder / "val" / "images").mkdir(parents=True)
     (folder / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
     (folder / "words.txt").write_text("n00000001\tgoldfish, Carassius auratus\nn00000002\ttabby, tabby cat\n"
@@ -163,11 +163,11 @@ def synthetic_dataset(per_class=30, test_per_class=12, num_classes=10, seed=0) -
 
 def test_data_dir_argument_then_environment_then_default(tmp_path, monkeypatch):
     monkeypatch.setenv("MOECL_DATA", str(tmp_path / "env"))
-    assert data.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
-    assert data.resolve_data_dir() == tmp_path / "env"
+    assert datasets.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert datasets.resolve_data_dir() == tmp_path / "env"
     monkeypatch.delenv("MOECL_DATA")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data.resolve_data_dir() == tmp_path / "home" / ".cache" / "moecl"
+    assert datasets.resolve_data_dir() == tmp_path / "home" / ".cache" / "moecl"
 
 
 # --------------------------------------------------------------------------- MNIST and the digits fallback
@@ -175,7 +175,7 @@ def test_data_dir_argument_then_environment_then_default(tmp_path, monkeypatch):
 
 def test_mnist_idx_gzip(tmp_path):
     arrays = write_mnist(tmp_path / "mnist")
-    ds = data.load_mnist(tmp_path)
+    ds = datasets.load_mnist(tmp_path)
     assert ds.train_images.shape == (40, 1, 28, 28) and ds.test_images.shape == (20, 1, 28, 28)
     assert ds.train_images.dtype == np.float32 and ds.train_labels.dtype == np.int64
     np.testing.assert_array_equal(ds.train_images[:, 0], arrays["train-images-idx3-ubyte"] / np.float32(255))
@@ -187,13 +187,13 @@ def test_mnist_idx_gzip(tmp_path):
 
 def test_mnist_raw_idx_in_torchvision_layout(tmp_path):
     arrays = write_mnist(tmp_path / "MNIST" / "raw", gz=False)
-    ds = data.load_digits(tmp_path)
+    ds = datasets.load_digits(tmp_path)
     assert ds.name == "mnist" and "MNIST" in ds.source
     np.testing.assert_array_equal(ds.test_images[:, 0] * 255, arrays["t10k-images-idx3-ubyte"])
 
 
 def test_digits_fall_back_to_scikit_learn_when_mnist_is_absent(tmp_path):
-    ds = data.load_digits(tmp_path)
+    ds = datasets.load_digits(tmp_path)
     assert ds.name == "digits"
     assert ds.source.startswith("scikit-learn digits")
     assert f"fallback: MNIST not found in {tmp_path}" in ds.source
@@ -204,14 +204,14 @@ def test_digits_fall_back_to_scikit_learn_when_mnist_is_absent(tmp_path):
     train_counts, test_counts = np.bincount(ds.train_labels), np.bincount(ds.test_labels)
     assert np.all(np.abs(train_counts - 3 * test_counts) <= 3)
     with pytest.raises(FileNotFoundError, match="MNIST not found"):
-        data.load_digits(tmp_path, fallback=False)
+        datasets.load_digits(tmp_path, fallback=False)
 
 
 def test_partial_mnist_raises_instead_of_falling_back(tmp_path):
     write_mnist(tmp_path / "mnist")
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
-        data.load_digits(tmp_path)
+        datasets.load_digits(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["truncated gzip", "short payload", "bad magic", "label count"])
@@ -229,7 +229,7 @@ def test_corrupt_mnist_raises_value_error_naming_the_file(tmp_path, damage):
         labels = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
         labels.write_bytes(gzip.compress(idx_bytes(np.zeros(39, dtype=np.uint8))))
     with pytest.raises(ValueError, match="train-(images|labels)-idx"):
-        data.load_digits(tmp_path)
+        datasets.load_digits(tmp_path)
 
 
 # --------------------------------------------------------------------------- CIFAR-10 and CIFAR-100
@@ -237,7 +237,7 @@ def test_corrupt_mnist_raises_value_error_naming_the_file(tmp_path, damage):
 
 def test_cifar10_python_batches(tmp_path):
     written = write_cifar10(tmp_path, batches=2)
-    ds = data.load_cifar10(tmp_path)
+    ds = datasets.load_cifar10(tmp_path)
     assert ds.train_images.shape == (40, 3, 32, 32) and ds.test_images.shape == (20, 3, 32, 32)
     np.testing.assert_array_equal(ds.train_labels, written["train_labels"])
     # each row is the R, G, B planes of 32 x 32 in turn: pixel (c, h, w) is row[1024 c + 32 h + w]
@@ -250,7 +250,7 @@ def test_cifar10_python_batches(tmp_path):
 
 def test_cifar100_fine_and_coarse_labels(tmp_path):
     write_cifar100(tmp_path)
-    ds = data.load_cifar100(tmp_path)
+    ds = datasets.load_cifar100(tmp_path)
     assert ds.train_images.shape == (400, 3, 32, 32) and ds.test_images.shape == (200, 3, 32, 32)
     assert ds.num_classes == 100 and len(ds.coarse_class_names) == 20
     np.testing.assert_array_equal(ds.train_coarse_labels, ds.train_labels % 20)
@@ -260,7 +260,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "missing test", "no data key", "wrong row size", "malicious"])
 def test_corrupt_or_missing_cifar_files(tmp_path, damage):
     write_cifar10(tmp_path, batches=1)
-    folder = tmp_path / data.CIFAR10_FOLDER
+    folder = tmp_path / datasets.CIFAR10_FOLDER
     batch = folder / "data_batch_1"
     error, match = ValueError, "data_batch_1"
     if damage == "truncated":
@@ -276,12 +276,12 @@ def test_corrupt_or_missing_cifar_files(tmp_path, damage):
         batch.write_bytes(b"cos\nsystem\n(S'echo unsafe'\ntR.")
         match = "os.system is not allowed"
     with pytest.raises(error, match=match):
-        data.load_cifar10(tmp_path)
+        datasets.load_cifar10(tmp_path)
 
 
 def test_missing_cifar100_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
-        data.load_cifar100(tmp_path)
+        datasets.load_cifar100(tmp_path)
 
 
 # --------------------------------------------------------------------------- Tiny ImageNet
@@ -289,7 +289,7 @@ def test_missing_cifar100_folder(tmp_path):
 
 def test_tiny_imagenet_folders_with_a_greyscale_jpeg(tmp_path):
     write_tiny_imagenet(tmp_path)
-    ds = data.load_tiny_imagenet(tmp_path)
+    ds = datasets.load_tiny_imagenet(tmp_path)
     assert ds.train_images.shape == (12, 3, 64, 64) and ds.test_images.shape == (6, 3, 64, 64)
     np.testing.assert_array_equal(ds.train_labels, np.repeat([0, 1, 2], 4))
     np.testing.assert_array_equal(np.bincount(ds.test_labels), [2, 2, 2])
@@ -305,19 +305,19 @@ def test_tiny_imagenet_folders_with_a_greyscale_jpeg(tmp_path):
 
 def test_tiny_imagenet_class_subset_and_errors(tmp_path):
     folder = write_tiny_imagenet(tmp_path)
-    ds = data.load_tiny_imagenet(tmp_path, classes=["n00000003", 0], train_per_class=2)
+    ds = datasets.load_tiny_imagenet(tmp_path, classes=["n00000003", 0], train_per_class=2)
     assert ds.class_names == ("bullfrog", "goldfish")
     np.testing.assert_array_equal(ds.train_labels, [0, 0, 1, 1])
     assert "2 of 3 classes" in ds.source
     with pytest.raises(ValueError, match="classes contains 'n12345678'"):
-        data.load_tiny_imagenet(tmp_path, classes=["n12345678"])
+        datasets.load_tiny_imagenet(tmp_path, classes=["n12345678"])
     bad = folder / "train" / "n00000001" / "images" / "n00000001_2.JPEG"
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(ValueError, match="n00000001_2.JPEG"):
-        data.load_tiny_imagenet(tmp_path)
+        datasets.load_tiny_imagenet(tmp_path)
     (folder / "val" / "val_annotations.txt").unlink()
     with pytest.raises(FileNotFoundError, match="val_annotations.txt"):
-        data.load_tiny_imagenet(tmp_path, classes=[1])
+        datasets.load_tiny_imagenet(tmp_path, classes=[1])
 
 
 # --------------------------------------------------------------------------- task streams
@@ -325,9 +325,9 @@ def test_tiny_imagenet_class_subset_and_errors(tmp_path):
 
 def test_one_vs_rest_tasks_are_balanced_binary_and_seeded():
     ds = synthetic_dataset(per_class=60)
-    stream = data.one_vs_rest_tasks(ds, samples_per_task=100, seed=3)
+    stream = streams.one_vs_rest_tasks(ds, samples_per_task=100, seed=3)
     assert stream.N == 3 and stream.scenario == "one-vs-rest" and stream.num_outputs == 2
-    for task, digit in zip(stream, data.PAPER_DIGITS):
+    for task, digit in zip(stream, datasets.PAPER_DIGITS):
         assert task.classes == (digit,)
         np.testing.assert_array_equal(task.train_labels, task.train_dataset_labels == digit)
         assert task.train_labels.sum() == 50 and len(task.train_labels) == 100
@@ -338,8 +338,8 @@ def test_one_vs_rest_tasks_are_balanced_binary_and_seeded():
         assert task.test_labels.sum() == 12 and len(task.test_labels) == 24
         # drawn without replacement: no training image appears twice
         assert len(np.unique(task.train_images.reshape(100, -1), axis=0)) == 100
-    again = data.one_vs_rest_tasks(ds, samples_per_task=100, seed=3)
-    other = data.one_vs_rest_tasks(ds, samples_per_task=100, seed=4)
+    again = streams.one_vs_rest_tasks(ds, samples_per_task=100, seed=3)
+    other = streams.one_vs_rest_tasks(ds, samples_per_task=100, seed=4)
     for a, b, c in zip(stream, again, other):
         np.testing.assert_array_equal(a.train_images, b.train_images)
         np.testing.assert_array_equal(a.test_labels, b.test_labels)
@@ -347,7 +347,7 @@ def test_one_vs_rest_tasks_are_balanced_binary_and_seeded():
 
 
 def test_one_vs_rest_default_is_the_paper_setting_on_the_fallback(tmp_path):
-    stream = data.one_vs_rest_tasks(data_dir=tmp_path)
+    stream = streams.one_vs_rest_tasks(data_dir=tmp_path)
     assert [t.classes for t in stream] == [(1,), (4,), (7,)]
     assert all(len(t.train_labels) == 100 for t in stream)
     assert "fallback" in stream.source and stream.image_shape == (1, 8, 8)
@@ -357,7 +357,7 @@ def test_one_vs_rest_default_is_the_paper_setting_on_the_fallback(tmp_path):
 def test_class_split_labels_and_balance(scenario):
     ds = synthetic_dataset()
     groups = [[3, 1, 4], [5, 9, 2]]
-    stream = data.class_split_tasks(ds, groups, scenario=scenario, samples_per_task=31, seed=1)
+    stream = streams.class_split_tasks(ds, groups, scenario=scenario, samples_per_task=31, seed=1)
     assert stream.num_outputs == (3 if scenario == "task" else 6)
     for n, (task, group) in enumerate(zip(stream, groups)):
         assert task.classes == tuple(group)
@@ -375,42 +375,42 @@ def test_class_split_labels_and_balance(scenario):
 def test_task_builders_reject_bad_arguments():
     ds = synthetic_dataset()
     with pytest.raises(ValueError, match="scenario='domain'"):
-        data.class_split_tasks(ds, [[0, 1]], scenario="domain")
+        streams.class_split_tasks(ds, [[0, 1]], scenario="domain")
     with pytest.raises(ValueError, match="class_groups"):
-        data.class_split_tasks(ds, [[0, 1], [1, 2]])
+        streams.class_split_tasks(ds, [[0, 1], [1, 2]])
     with pytest.raises(ValueError, match="samples_per_task"):
-        data.class_split_tasks(ds, [[0, 1]], samples_per_task=1000)
+        streams.class_split_tasks(ds, [[0, 1]], samples_per_task=1000)
     with pytest.raises(ValueError, match="digits=\\(1, 12\\)"):
-        data.one_vs_rest_tasks(ds, digits=(1, 12))
+        streams.one_vs_rest_tasks(ds, digits=(1, 12))
     with pytest.raises(ValueError, match="seed=-1"):
-        data.one_vs_rest_tasks(ds, seed=-1)
+        streams.one_vs_rest_tasks(ds, seed=-1)
     with pytest.raises(ValueError, match="classes_per_task=3"):
-        data.cifar10_tasks(ds, classes_per_task=3)
+        streams.cifar10_tasks(ds, classes_per_task=3)
     with pytest.raises(ValueError, match="name='svhn'"):
-        data.build_task_stream("svhn")
+        streams.build_task_stream("svhn")
 
 
 def test_cifar_and_tiny_imagenet_task_streams_from_files(tmp_path):
     write_cifar10(tmp_path)
     write_cifar100(tmp_path)
     write_tiny_imagenet(tmp_path)
-    split10 = data.build_task_stream("cifar10", data_dir=tmp_path)
+    split10 = streams.build_task_stream("cifar10", data_dir=tmp_path)
     assert [t.class_names for t in split10][:2] == [("airplane", "automobile"), ("bird", "cat")]
     assert split10.N == 5 and split10.image_shape == (3, 32, 32)
-    shuffled = data.cifar10_tasks(data_dir=tmp_path, shuffle_classes=True, seed=5)
+    shuffled = streams.cifar10_tasks(data_dir=tmp_path, shuffle_classes=True, seed=5)
     assert sorted(c for t in shuffled for c in t.classes) == list(range(10))
-    assert [t.classes for t in shuffled] == [t.classes for t in data.cifar10_tasks(
+    assert [t.classes for t in shuffled] == [t.classes for t in streams.cifar10_tasks(
         data_dir=tmp_path, shuffle_classes=True, seed=5)]
 
-    ten = data.cifar100_tasks(data_dir=tmp_path, scenario="class")
+    ten = streams.cifar100_tasks(data_dir=tmp_path, scenario="class")
     assert ten.N == 10 and ten.num_outputs == 100 and ten[9].classes == tuple(range(90, 100))
     assert set(ten[9].train_labels) == set(range(90, 100))
-    superclass = data.build_task_stream("cifar100-superclass", data_dir=tmp_path)
+    superclass = streams.build_task_stream("cifar100-superclass", data_dir=tmp_path)
     assert superclass.N == 20 and superclass.num_outputs == 5
     assert superclass[3].classes == (3, 23, 43, 63, 83) and superclass[3].name.startswith("super03:")
     np.testing.assert_array_equal(np.bincount(superclass[3].train_labels), [4] * 5)
 
-    tiny = data.tiny_imagenet_tasks(num_classes=2, classes_per_task=1, data_dir=tmp_path, scenario="class")
+    tiny = streams.tiny_imagenet_tasks(num_classes=2, classes_per_task=1, data_dir=tmp_path, scenario="class")
     assert [t.class_names for t in tiny] == [("goldfish",), ("tabby",)]
     assert tiny.image_shape == (3, 64, 64) and set(tiny[1].train_labels) == {1}
 
@@ -428,20 +428,20 @@ needs_real_data = pytest.mark.skipif(
 def test_real_data_under_moecl_data():
     root = Path(REAL)
     if (root / "mnist").is_dir():
-        mnist = data.load_digits()
+        mnist = datasets.load_digits()
         assert mnist.name == "mnist" and mnist.source == f"MNIST from {root / 'mnist'}"
         assert mnist.train_images.shape == (60000, 1, 28, 28) and mnist.test_images.shape == (10000, 1, 28, 28)
         assert set(np.unique(mnist.train_labels)) == set(range(10))
-        stream = data.one_vs_rest_tasks(mnist)
+        stream = streams.one_vs_rest_tasks(mnist)
         assert [int(t.train_labels.sum()) for t in stream] == [50, 50, 50]
-    if (root / data.CIFAR10_FOLDER).is_dir():
-        cifar = data.load_cifar10()
+    if (root / datasets.CIFAR10_FOLDER).is_dir():
+        cifar = datasets.load_cifar10()
         assert cifar.class_names == ("airplane", "automobile", "bird", "cat", "deer",
                                      "dog", "frog", "horse", "ship", "truck")
         assert cifar.image_shape == (3, 32, 32) and 0.2 < cifar.train_images.mean() < 0.7
         assert len(np.unique(cifar.test_labels)) == 10
-    if (root / data.TINY_IMAGENET_FOLDER).is_dir():
-        tiny = data.load_tiny_imagenet(classes=[0, 1])
+    if (root / datasets.TINY_IMAGENET_FOLDER).is_dir():
+        tiny = datasets.load_tiny_imagenet(classes=[0, 1])
         assert tiny.image_shape == (3, 64, 64) and tiny.num_classes == 2
         assert len(tiny.train_labels) > 0 and len(tiny.test_labels) > 0
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from moecl import data, deep, metrics
+from moecl import deep, metrics
+from moecl.deep import datasets, streams, training
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.fixture(scope="module")
 def stream():
     """A small one-vs-rest stream on scikit-learn's 8 x 8 digits (ships with the package's dependencies)."""
-    return data.one_vs_rest_tasks(data.load_sklearn_digits(), samples_per_task=60, test_samples_per_task=40, seed=0)
+    return streams.one_vs_rest_tasks(datasets.load_sklearn_digits(), samples_per_task=60, test_samples_per_task=40, seed=0)
 
 
 def small(**changes):
@@ -146,7 +147,7 @@ def test_routing_concentration_and_summary(stream):
 def class_stream():
     """Three two-class tasks numbered over the whole stream: replicates training different tasks in
     one round have different present classes, so the stacked training masks different columns."""
-    return data.class_split_tasks(data.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
+    return streams.class_split_tasks(datasets.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
                                   samples_per_task=60, test_samples_per_task=30, seed=0)
 
 
@@ -155,7 +156,7 @@ RECORDED = ("tasks", "experts", "test_loss", "test_accuracy", "gate_values", "ch
 
 def float64_digits():
     """scikit-learn's digits with float64 images: with torch's default dtype float64 the whole run is float64."""
-    digits = data.load_sklearn_digits()
+    digits = datasets.load_sklearn_digits()
     return dataclasses.replace(digits, train_images=digits.train_images.astype(np.float64),
                                test_images=digits.test_images.astype(np.float64))
 
@@ -178,9 +179,9 @@ def test_batched_replicates_are_their_runs_alone_in_float64(which, float64_torch
     method, architecture, scenario = which.split(", ")
     digits = float64_digits()
     if scenario == "one-vs-rest":
-        tasks = data.one_vs_rest_tasks(digits, samples_per_task=60, test_samples_per_task=40, seed=0)
+        tasks = streams.one_vs_rest_tasks(digits, samples_per_task=60, test_samples_per_task=40, seed=0)
     else:
-        tasks = data.class_split_tasks(digits, [[0, 1], [2, 3], [4, 5]], scenario="class", samples_per_task=60,
+        tasks = streams.class_split_tasks(digits, [[0, 1], [2, 3], [4, 5]], scenario="class", samples_per_task=60,
                                        test_samples_per_task=30, seed=0)
     config = small(T=5, M=1 if method == "joint" else 2, T1=2, method=method, architecture=architecture,
                    width=2 if architecture == "resnet18" else 4)
@@ -227,13 +228,13 @@ def test_batched_replicates_match_their_runs_alone_in_float32(stream):
 
 def test_stacked_training_masks_each_replicates_absent_classes(class_stream):
     # Two replicates trained at once on tasks with classes {2, 3} and {4, 5}: in each expert only the
-    # output-layer rows of its own task's classes move (the masked cross-entropy of `deep._train`).
+    # output-layer rows of its own task's classes move (the masked cross-entropy of `moecl.deep.training.train`).
     config = small()
     torch.manual_seed(0)
     models = [deep.make_expert(config, class_stream.image_shape, class_stream.num_outputs) for _ in range(2)]
     before = [model.classifier[-1].weight.detach().clone() for model in models]
     tasks = [class_stream[1], class_stream[2]]
-    deep._train(models, [task.train_images[:20] for task in tasks], [task.train_labels[:20] for task in tasks],
+    training.train(models, [task.train_images[:20] for task in tasks], [task.train_labels[:20] for task in tasks],
                 config, [np.random.default_rng(0), np.random.default_rng(1)], torch.device("cpu"))
     for model, old, expected in zip(models, before, ([0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1])):
         moved = torch.any(model.classifier[-1].weight.detach() != old, dim=1).numpy()

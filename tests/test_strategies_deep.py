@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from moecl import data, deep, metrics
-from moecl import strategies_deep as sd
+from moecl import deep, metrics
+from moecl.deep import datasets, streams, training
+from moecl.deep import methods as sd
 
 
 # --------------------------------------------------------------------------- SEED's rule by hand
@@ -124,7 +125,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 @pytest.fixture(scope="module")
 def split_digits():
     """Split scikit-learn digits: three two-class tasks with global (class-incremental) labels."""
-    return data.class_split_tasks(data.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
+    return streams.class_split_tasks(datasets.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
                                   samples_per_task=40, test_samples_per_task=20, seed=0)
 
 
@@ -211,7 +212,7 @@ def test_bad_gaussians():
 
 
 def test_training_loss_is_masked_to_the_classes_present(split_digits):
-    # Book choice of `deep._train`: the cross-entropy runs over the outputs of the classes present,
+    # Book choice of `moecl.deep.training.train`: the cross-entropy runs over the outputs of the classes present,
     # so the output-layer rows of the other classes get no gradient and Adam leaves them exactly in place.
     import torch
 
@@ -221,7 +222,7 @@ def test_training_loss_is_masked_to_the_classes_present(split_digits):
     last = model.classifier[-1]
     before = last.weight.detach().clone()
     task = split_digits[1]  # classes 2 and 3
-    deep._train(model, task.train_images[:20], task.train_labels[:20], config, np.random.default_rng(0),
+    training.train(model, task.train_images[:20], task.train_labels[:20], config, np.random.default_rng(0),
                 torch.device("cpu"))
     moved = torch.any(last.weight.detach() != before, dim=1).numpy()
     np.testing.assert_array_equal(moved, [False, False, True, True, False, False])
@@ -235,7 +236,7 @@ def write_tiny_imagenet_classes(root, num_classes=20, train_per_class=3, val_per
     ``val/val_annotations.txt``) with ``num_classes`` classes of small flat-colour JPEGs."""
     from PIL import Image
 
-    folder = root / data.TINY_IMAGENET_FOLDER
+    folder = root / datasets.TINY_IMAGENET_FOLDER
     (folder / "val" / "images").mkdir(parents=True)
     wnids = [f"n{k:08d}" for k in range(1, num_classes + 1)]
     (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -260,7 +261,7 @@ def test_deep_methods_runs_on_tiny_imagenet(tmp_path, monkeypatch):
     from moecl import experiments
 
     write_tiny_imagenet_classes(tmp_path)
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
     header, arrays = experiments.run_experiment("deep-methods", scale="ci", seed=3, replicates=2, rounds=6,
                                                 overrides={"stream": "tiny-imagenet", "width": 4, "epochs": 1})
     assert header["stream"] == "tiny-imagenet" and header["source"].startswith("Tiny ImageNet from")
@@ -284,7 +285,7 @@ def test_deep_methods_tiny_imagenet_classes_set_the_stream_and_the_rounds(tmp_pa
     from moecl import experiments
 
     write_tiny_imagenet_classes(tmp_path, num_classes=12)
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
     header, arrays = experiments.run_experiment("deep-methods", scale="ci", seed=0, replicates=2, overrides={
         "stream": "tiny-imagenet", "classes": 8, "width": 4, "epochs": 1, "samples_per_round": 8})
     assert "8 of 12 classes" in header["source"] and header["rounds"] == 4
@@ -294,7 +295,7 @@ def test_deep_methods_tiny_imagenet_classes_set_the_stream_and_the_rounds(tmp_pa
 def test_deep_methods_stream_and_overrides_are_checked(tmp_path, monkeypatch):
     from moecl import experiments
 
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))  # an empty data directory
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))  # an empty data directory
     with pytest.raises(ValueError, match="stream='imagenet'"):
         experiments.run_experiment("deep-methods", overrides={"stream": "imagenet"})
     with pytest.raises(ValueError, match="--set M: .*takes none"):

@@ -34,10 +34,10 @@ _DEEP_KEYS = ("average_accuracy", "accuracy_forgetting", "backward_transfer", "f
 
 
 #: Task streams of ``deep-methods`` (``--set stream=NAME``), class-incremental labels.
-#: digits: {0,1}, {2,3}, ..., {8,9} of `moecl.data.load_digits` (MNIST, else scikit-learn's digits);
-#: cifar10: the five two-class tasks of `moecl.data.cifar10_tasks`; tiny-imagenet: the first
+#: digits: {0,1}, {2,3}, ..., {8,9} of `moecl.deep.datasets.load_digits` (MNIST, else scikit-learn's digits);
+#: cifar10: the five two-class tasks of `moecl.deep.streams.cifar10_tasks`; tiny-imagenet: the first
 #: ``classes`` classes of ``wnids.txt`` (``--set classes=K``, a multiple of 4; default 20, the
-#: data directory's subset) in four-class tasks (`moecl.data.tiny_imagenet_tasks`); K = 200 is
+#: data directory's subset) in four-class tasks (`moecl.deep.streams.tiny_imagenet_tasks`); K = 200 is
 #: the full-size stream of 50 tasks.
 DEEP_STREAMS = ("digits", "cifar10", "tiny-imagenet")
 
@@ -64,15 +64,15 @@ _TINY_IMAGENET_CLASSES_PER_TASK = 4
 
 def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
     """The class-incremental stream ``name`` of `DEEP_STREAMS` (see there)."""
-    from .. import data
+    from ..deep import datasets, streams
 
     test_samples = _DEEP_STREAM_SETTINGS[name][0]
     if name == "digits":
-        return data.class_split_tasks(data.load_digits(), [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
+        return streams.class_split_tasks(datasets.load_digits(), [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
                                       scenario="class", test_samples_per_task=test_samples, seed=seed)
     if name == "cifar10":
-        return data.cifar10_tasks(scenario="class", test_samples_per_task=test_samples, seed=seed)
-    return data.tiny_imagenet_tasks(num_classes=classes, classes_per_task=_TINY_IMAGENET_CLASSES_PER_TASK,
+        return streams.cifar10_tasks(scenario="class", test_samples_per_task=test_samples, seed=seed)
+    return streams.tiny_imagenet_tasks(num_classes=classes, classes_per_task=_TINY_IMAGENET_CLASSES_PER_TASK,
                                     scenario="class", test_samples_per_task=test_samples, seed=seed)
 
 

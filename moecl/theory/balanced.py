@@ -47,9 +47,9 @@ import functools
 import numpy as np
 import sympy as sp
 
+from .._checks import check_int
 from .phase_model import (
     balanced_groups,
-    check_int,
     check_phases,
     check_pool_matrix,
     check_r,

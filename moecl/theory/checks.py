@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int
 from ..metrics import mean_se
-from .phase_model import check_int
 
 
 #: Book choice: a closed form passes a Monte Carlo check at a round when the mean is

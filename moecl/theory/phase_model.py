@@ -65,10 +65,10 @@ P_t is not a uniformly random projector.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from .._checks import check_int
 from ..experts import min_norm_change
 
 #: Tolerance on the row sums of a routing matrix.
@@ -80,16 +80,6 @@ PHASE_SHARING_RULES = ("none", "update")
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def check_int(name: str, value, minimum: int | None = None) -> int:
-    """``value`` as an int, or ValueError naming ``name`` and the value."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name}={value!r} must be an integer")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}={value!r} must be at least {minimum}")
-    return value
 
 
 def check_r(r) -> float:

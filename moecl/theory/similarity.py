@@ -75,8 +75,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import check_int
 from ..experts import min_norm_update
-from .phase_model import check_int, check_pool_matrix
+from .phase_model import check_pool_matrix
 from ..tasks import feature_variances
 
 #: Book choice: Monte Carlo draws of P for the projector moments (Sigma != I), and the

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from . import gate
+from .. import gate
 
 METHODS = ("gate", "seed", "finetune", "joint")
 

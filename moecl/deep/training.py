@@ -1,0 +1,182 @@
+"""Training and evaluation of the selected experts: one network, or stacked over replicates with ``torch.vmap``."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import DeepConfig
+from .networks import SmallCNN, model_outputs
+
+
+def test_set(task, limit, device):
+    images, labels = task.test_images, task.test_labels
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return torch.as_tensor(np.array(images), device=device), torch.as_tensor(np.array(labels), device=device)
+
+
+def autocast(device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train(models, images, labels, config: DeepConfig, rngs, device) -> None:
+    """Train each replicate's selected expert on its task's samples (the deep analogue of Eq. (5)).
+
+    ``models``, ``images``, ``labels``, ``rngs``: one entry per replicate. Each expert
+    trains by Adam (a fresh optimiser, learning rate ``config.lr``) for ``epochs``
+    passes in its own seeded batch order, on the cross-entropy over the outputs of the
+    classes present in its training set (**book choice**, the usual masked loss of
+    class-incremental fine-tuning: a new task's classes are learned without pushing
+    down the logits of classes it does not contain; with every output present, as in
+    the one-vs-rest tasks, it is the plain loss).
+
+    Replicates whose training sets have the same size train together, stacked
+    (`_train_stacked`); a replicate alone trains by the plain loop (`_train_one`).
+    One network (not in a list) with its images, labels and generator is one replicate.
+    """
+    if isinstance(models, nn.Module):
+        models, images, labels, rngs = [models], [images], [labels], [rngs]
+    groups: dict[int, list[int]] = {}
+    for r, y in enumerate(labels):
+        groups.setdefault(len(y), []).append(r)
+    for members in groups.values():
+        if len(members) == 1:
+            r = members[0]
+            train_one(models[r], images[r], labels[r], config, rngs[r], device)
+        else:
+            train_stacked([models[r] for r in members], [images[r] for r in members],
+                           [labels[r] for r in members], config, [rngs[r] for r in members], device)
+
+
+def train_one(model, images, labels, config: DeepConfig, rng, device) -> None:
+    """One expert, Adam, ``epochs`` passes, seeded batch order, masked cross-entropy (`train`)."""
+    present = np.unique(labels)
+    x = torch.as_tensor(np.array(images), device=device)
+    y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
+    columns = torch.as_tensor(present, device=device)
+    full = len(present) == model_outputs(model) and np.array_equal(present, np.arange(len(present)))
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model.train()
+    for _ in range(config.epochs):
+        order = torch.as_tensor(rng.permutation(len(y)), device=device)
+        for start in range(0, len(y), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            with autocast(device):
+                logits = model(x[batch])
+                loss = nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch])
+            loss.backward()
+            optimiser.step()
+
+
+def stacking_template(model: nn.Module) -> nn.Module:
+    """A parameterless copy of an expert (on the meta device) for `torch.func.functional_call`."""
+    return copy.deepcopy(model).to("meta")
+
+
+def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> None:
+    """R experts (one per replicate, training sets of one size) trained at once, as R `_train_one`.
+
+    Their parameters and buffers are stacked along a new leading axis
+    (`torch.func.stack_module_state`); ``torch.vmap`` of `torch.func.functional_call`
+    computes the R experts' logits on their own replicates' batches, (R, B, K). The
+    masked cross-entropy of replicate r sets the logits of the classes absent from its
+    training set to -inf (the same log-softmax as keeping only the present columns), and
+    one Adam steps on the sum of the R mean losses: replicate r's slice of the stacked
+    tensors gets exactly its own loss's gradient, and Adam is elementwise, so the slices
+    follow R independent Adams. BatchNorm (ResNet-18) trains with its stacked running
+    statistics, updated in place per replicate under vmap. The trained slices are
+    written back into the experts.
+    """
+    R = len(models)
+    K = model_outputs(models[0])
+    mask = torch.zeros((R, K), dtype=torch.bool)
+    for r, y in enumerate(labels):
+        mask[r, np.unique(y)] = True
+    mask = mask.to(device)[:, None, :]
+    x = torch.as_tensor(np.stack([np.asarray(im) for im in images]), device=device)  # (R, n, C, H, W)
+    y = torch.as_tensor(np.stack([np.asarray(lab) for lab in labels]), device=device)  # (R, n): output columns
+    for model in models:
+        model.train()
+    parameters, buffers = torch.func.stack_module_state(models)
+    template = stacking_template(models[0]).train()
+
+    def logits_of(p, b, images_batch):
+        return torch.func.functional_call(template, (p, b), (images_batch,))
+
+    batched_logits = torch.vmap(logits_of)
+    optimiser = torch.optim.Adam(list(parameters.values()), lr=config.lr)
+    rows = torch.arange(R, device=device)[:, None]
+    size = y.shape[1]
+    for _ in range(config.epochs):
+        order = torch.as_tensor(np.stack([rng.permutation(size) for rng in rngs]), device=device)
+        for start in range(0, size, config.batch_size):
+            batch = order[:, start:start + config.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            with autocast(device):
+                logits = batched_logits(parameters, buffers, x[rows, batch])
+                logits = logits.masked_fill(~mask, float("-inf"))
+                losses = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows, batch].flatten(), reduction="none")
+                loss = losses.view(R, -1).mean(dim=1).sum()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        for r, model in enumerate(models):
+            for name, value in model.named_parameters():
+                value.copy_(parameters[name][r])
+            for name, value in model.named_buffers():
+                value.copy_(buffers[name][r])
+
+
+@torch.no_grad()
+def features(model, x) -> np.ndarray:
+    """Penultimate features of images x, float64 (n, D)."""
+    model.eval()
+    with autocast(x.device):
+        return np.asarray(model.embed(x).float().cpu(), dtype=np.float64)
+
+
+@torch.no_grad()
+def test_outputs(model, tests) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(logits, penultimate features) of one expert on every task type's test set, float64."""
+    model.eval()
+    result = []
+    for x, _ in tests:
+        with autocast(x.device):
+            z = model.embed(x)
+            logits = (model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1])(z)
+        result.append((np.asarray(logits.float().cpu(), dtype=np.float64),
+                       np.asarray(z.float().cpu(), dtype=np.float64)))
+    return result
+
+
+@torch.no_grad()
+def test_outputs_stacked(models, tests) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """`_outputs` of R experts at once (stacked parameters, ``torch.vmap`` over the experts).
+
+    Returns one list per expert, as `_outputs` would.
+    """
+    for model in models:
+        model.eval()
+    parameters, buffers = torch.func.stack_module_state(models)
+    template = stacking_template(models[0]).eval()
+
+    def outputs_of(p, b, x):
+        return torch.func.functional_call(template, (p, b), (x,), {"features": True})
+
+    batched = torch.vmap(outputs_of, in_dims=(0, 0, None))
+    result = [[] for _ in models]
+    for x, _ in tests:
+        with autocast(x.device):
+            logits, z = batched(parameters, buffers, x)
+        logits = np.asarray(logits.float().cpu(), dtype=np.float64)
+        z = np.asarray(z.float().cpu(), dtype=np.float64)
+        for r in range(len(models)):
+            result[r].append((logits[r], z[r]))
+    return result
