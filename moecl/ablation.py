@@ -44,7 +44,8 @@ def load_cv(result, t: int | None = None) -> np.ndarray:
 
 def measures(result, window: int) -> dict:
     """Per-replicate measures of one run (each (R,)): see `MEASURES`. ``gate range`` is
-    the mean of ``max_m h_m - min_m h_m`` over the last ``window`` rounds."""
+    the mean of ``max_m h_m - min_m h_m`` over the last ``window`` rounds, ``gate range at
+    T1`` its mean over the last 10 rounds of exploration, ``T1 - 9 .. T1``."""
     h = result.gate_values
     spread = h.max(axis=-1) - h.min(axis=-1)
     T1 = result.config.T1
@@ -54,7 +55,7 @@ def measures(result, window: int) -> dict:
         "generalization": result.generalization[:, -1],
         "load cv": load_cv(result),
         "gate range": spread[:, -window:].mean(axis=1),
-        "gate range at T1": spread[:, T1 - 1] if 1 <= T1 <= result.config.T else np.full(len(h), np.nan),
+        "gate range at T1": spread[:, max(T1 - 10, 0):T1].mean(axis=1) if T1 >= 1 else np.full(len(h), np.nan),
         "terminated": (result.termination_round >= 0).astype(float),
     }
 
