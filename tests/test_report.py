@@ -1,0 +1,185 @@
+"""moecl.report: stored runs, (mean, se) at an index, z-scores of differences, gathered checks."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from moecl import report
+from moecl.metrics import Z95
+from moecl.results import ResultsFileError, make_header, save_results, summarise
+
+
+def _store(folder, name="toy", scale="paper", seed=0, R=50, T=30, rng_seed=1):
+    rng = np.random.default_rng(rng_seed)
+    values = rng.normal(1.0, 0.5, size=(R, T))
+    arrays = {"rounds": np.arange(1, T + 1), **summarise(values, "A/generalization"), **summarise(values[:, 0], "A/T1")}
+    header = make_header(name, scale, seed, R, wall_time=12.3, rounds=T)
+    save_results(folder / report.stored_name(name, scale, seed), header, arrays)
+    return values
+
+
+# --------------------------------------------------------------------------- stored runs
+
+
+def test_load_stored_reads_the_file_by_experiment_name(tmp_path, capsys):
+    values = _store(tmp_path)
+    header, arrays = report.load_stored("toy", folder=tmp_path)
+    assert header["experiment"] == "toy" and header["replicates"] == 50
+    assert np.allclose(arrays["A/generalization/mean"], values.mean(axis=0))
+    assert capsys.readouterr().out == ""
+
+
+def test_load_stored_missing_says_how_to_create_it_in_one_line(tmp_path, capsys):
+    assert report.load_stored("drift", folder=tmp_path) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert "create it with: python -m moecl run drift --scale paper --out results" in out
+    assert str(tmp_path) not in out and "/" not in out.replace("--out results", "")  # no filesystem path
+    assert report.load_stored("drift", seed=3, folder=tmp_path, quiet=True) is None
+    assert capsys.readouterr().out == ""
+    assert report.create_command("drift", seed=3) == "python -m moecl run drift --scale paper --seed 3 --out results"
+
+
+def test_load_stored_rejects_a_damaged_file(tmp_path):
+    (tmp_path / report.stored_name("bad")).write_bytes(b"not a zip")
+    with pytest.raises(ResultsFileError):
+        report.load_stored("bad", folder=tmp_path)
+
+
+def test_stored_name_matches_the_command_line(tmp_path):
+    from moecl.cli import result_path
+
+    for name, scale, seed in [("drift", "paper", 0), ("regime-map", "ci", 7)]:
+        assert result_path(tmp_path, name, scale, seed) == os.path.join(str(tmp_path), report.stored_name(name, scale, seed))
+
+
+def test_results_folder_environment_and_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv(report.RESULTS_ENV, str(tmp_path / "elsewhere"))
+    assert report.results_folder() == tmp_path / "elsewhere"
+    monkeypatch.delenv(report.RESULTS_ENV)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "moecl").mkdir()
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")  # chapters run in book/
+    assert report.results_folder() == tmp_path / "results"
+
+
+def test_the_repository_results_load_by_name():
+    # The stored full runs of the repository are found from the book/ folder.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "from moecl import report; s = report.load_stored('drift'); print(s is not None and report.describe(s))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(root, "book"), capture_output=True,
+                         text=True, env={**os.environ, report.RESULTS_ENV: ""}, check=True).stdout
+    assert out.startswith("drift (paper scale), R = ") and ", T = " in out and "created 20" in out
+
+
+def test_describe_is_one_line(tmp_path):
+    _store(tmp_path)
+    line = report.describe(report.load_stored("toy", folder=tmp_path))
+    assert line.startswith("toy (paper scale), R = 50, T = 30, seed 0, 12 s, moecl ")
+    assert "\n" not in line
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_at_reads_a_round_or_a_scalar(tmp_path):
+    values = _store(tmp_path)
+    _, arrays = report.load_stored("toy", folder=tmp_path)
+    mean, se = report.at(arrays, "A/generalization")
+    assert mean == pytest.approx(values[:, -1].mean())
+    assert se == pytest.approx(values[:, -1].std(ddof=1) / math.sqrt(50))
+    assert report.at(arrays, "A/generalization", 4)[0] == pytest.approx(values[:, 4].mean())
+    assert report.at(arrays, "A/T1")[0] == pytest.approx(values[:, 0].mean())
+    with pytest.raises(KeyError, match="A/generalization"):
+        report.at(arrays, "B/generalization")
+
+
+def test_z_diff_and_its_hand_written_forms():
+    a, b = (1.0, 0.3), (0.2, 0.4)
+    assert report.z_diff(a, b) == pytest.approx(0.8 / 0.5)
+    assert report.z_diff(b, a) == pytest.approx(-1.6)
+    assert report.z_diff(a, b) == pytest.approx((a[0] - b[0]) / np.hypot(a[1], b[1]))
+    with pytest.raises(ValueError):
+        report.z_diff((1.0, 0.0), (0.0, 0.0))
+
+
+def test_difference_of_independent_samples():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 0.5])
+    gap, z = report.difference(a, b)
+    se = math.hypot(a.std(ddof=1) / 2, b.std(ddof=1) / math.sqrt(3))
+    assert gap == pytest.approx(2.5 - 0.5) and z == pytest.approx(2.0 / se)
+
+
+def test_paired_uses_the_spread_of_the_differences():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=40) * 10  # common randomness, cancelled by pairing
+    a, b = shared + 1.0 + 0.1 * rng.normal(size=40), shared + 0.1 * rng.normal(size=40)
+    mean, se, z = report.paired(a, b)
+    assert mean == pytest.approx(np.mean(a - b)) and se == pytest.approx(np.std(a - b, ddof=1) / math.sqrt(40))
+    assert z == pytest.approx(mean / se) and z > 20
+    assert abs(report.difference(a, b)[1]) < 3  # unpaired, the shared spread hides the effect
+    with pytest.raises(ValueError):
+        report.paired(np.ones(4), np.zeros(4))
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def test_checks_print_one_summary_when_all_hold(capsys):
+    checks = report.Checks("termination")
+    assert checks.that(4.2 > 3, "termination lowers forgetting", z=4.2)
+    assert checks.that(np.array([True, True]), "every seed agrees")
+    checks.done()
+    out = capsys.readouterr().out
+    assert out.startswith("termination: 2 checks passed: termination lowers forgetting; every seed agrees")
+    assert all(len(line) <= report.LINE_WIDTH for line in out.splitlines())
+
+
+def test_checks_name_every_failed_claim_with_its_values(capsys):
+    checks = report.Checks("gate")
+    checks.that(True, "holds")
+    assert not checks.that(1.2 > 3, "routing beats random", z=1.2)
+    checks.that(np.array([True, False]), "every pool", value=np.array([0.4, -0.1]))
+    checks.that(0.1 < 0.05, "small", value=(0.1, 0.02))
+    assert checks.failed == ["routing beats random", "every pool", "small"]
+    with pytest.raises(AssertionError) as error:
+        checks.done()
+    text = str(error.value)
+    assert "gate: 3 of 4 checks failed" in text
+    assert "routing beats random (z = 1.2)" in text
+    assert "every pool (value = [ 0.4, -0.1])" in text
+    assert "small (value = 0.1 ± 0.02)" in text
+    assert "holds" not in text
+    assert capsys.readouterr().out == ""
+
+
+def test_checks_context_manager_and_misuse():
+    with report.Checks("ok") as checks:
+        checks.that(True, "fine")
+    with pytest.raises(AssertionError, match="1 of 1 checks failed"):
+        with report.Checks("bad") as checks:
+            checks.that(False, "wrong")
+    with pytest.raises(AssertionError, match="no checks"):
+        report.Checks("empty").done()
+    with pytest.raises(TypeError):
+        report.Checks("x").that("yes", "a string is no condition")
+    with pytest.raises(ValueError):
+        report.Checks("x").that(np.array([]), "empty")
+
+
+def test_report_is_light():
+    # Chapters import it next to numpy; it must not pull in torch or matplotlib.
+    code = "import sys, moecl.report; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_z95_band_constant():
+    assert Z95 == pytest.approx(1.959964, abs=1e-6)
