@@ -1,17 +1,179 @@
-"""Plotting helpers shared by the chapters (matplotlib)."""
+"""Figures of the book: one style, one meaning per colour, bands with 95% confidence.
+
+* `use_book_style` applies the style file shipped with the package
+  (``moecl/styles/moecl.mplstyle``: sized for the book's column, legible fonts, the
+  colour-blind-safe Okabe-Ito palette). Every chapter calls it once, in its setup cell.
+* `COLOURS` fixes the colour of each recurring concept across the book ("single
+  expert" is always black, "MoE, termination" always blue, ...); `colours_for` gives a
+  figure's labels their colours: the fixed one for a known concept, the next free
+  palette colour for any other.
+* `better_worse` is the one convention for "better/worse" heatmaps: blue is better,
+  red is worse, white is no difference, whichever direction the quantity runs;
+  `cell_text` writes values into heatmap cells in black or white, whichever reads on
+  the cell's colour.
+* `band` draws a mean with its 95% confidence band (mean +- 1.96 standard errors),
+  from replicates or from a stored summary; `mark_rounds` marks named rounds.
+"""
 
 from __future__ import annotations
+
+from importlib import resources
 
 import numpy as np
 
 from .metrics import Z95, mean_se
 
+#: The Okabe-Ito palette (Okabe and Ito, 2008), in the order of the style's colour cycle.
+OKABE_ITO = {
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "bluish green": "#009E73",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "reddish purple": "#CC79A7",
+    "black": "#000000",
+    "yellow": "#F0E442",
+}
+#: Neutral grey for references (random routing, chance, a bound).
+GREY = "#8C8C8C"
 
-def band(ax, x, values, label: str | None = None, color=None, **line_kwargs):
-    """Plot the replicate mean of ``values`` (R, len(x)) with its 95% confidence band."""
-    mean, se = mean_se(values)
+#: One colour per concept, the same in every chapter. Draw the reference curves
+#: (random routing, chance) dotted or dashed as well as grey.
+COLOURS = {
+    "single expert": OKABE_ITO["black"],
+    "MoE, termination": OKABE_ITO["blue"],
+    "MoE, no termination": OKABE_ITO["vermillion"],
+    "theory": OKABE_ITO["bluish green"],  # closed forms, the phase model, the paper's bounds
+    "blind gate": OKABE_ITO["reddish purple"],
+    "joint training": OKABE_ITO["orange"],
+    "SEED": OKABE_ITO["sky blue"],
+    "random routing": GREY,
+}
+
+def style_path() -> str:
+    """Path of the style file shipped with the package (``moecl/styles/moecl.mplstyle``)."""
+    return str(resources.files("moecl") / "styles" / "moecl.mplstyle")
+
+
+def use_book_style() -> None:
+    """Apply the book's figure style to every figure drawn after this call."""
+    import matplotlib.pyplot as plt
+
+    plt.style.use(style_path())
+
+
+def colours_for(labels) -> dict[str, str]:
+    """``{label: colour}`` for the curves of one figure.
+
+    A label named in `COLOURS` gets its fixed colour; every other label gets the next
+    palette colour that no label of this figure uses yet (so a figure never shows one
+    colour twice while there are colours left).
+    """
+    labels = list(labels)
+    taken = {COLOURS[label] for label in labels if label in COLOURS}
+    free = [colour for colour in OKABE_ITO.values() if colour not in taken]
+    found = {}
+    for label in labels:
+        if label in COLOURS:
+            found[label] = COLOURS[label]
+        else:
+            found[label] = free.pop(0) if free else GREY
+    return found
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+#: Diverging colormaps of the "better/worse" convention (ColorBrewer RdBu, colour-blind safe).
+BETTER_WORSE_CMAPS = {"lower": "RdBu_r", "higher": "RdBu"}
+
+
+def better_worse(centre: float = 0.0, vmin: float | None = None, vmax: float | None = None,
+                 lower_is_better: bool = True, span: float | None = None) -> dict:
+    """``cmap`` and ``norm`` for a heatmap where blue means better and red worse.
+
+    ``centre`` is the value of no difference (0 for a gap, 1 for a ratio) and shows
+    white. ``lower_is_better`` says which direction is better for this quantity (an
+    error: lower; a purity: higher); the colours follow, so blue is better on every
+    heatmap of the book. Give ``vmin``/``vmax`` (they may sit unevenly around the
+    centre) or a symmetric ``span``. Use as ``ax.imshow(values, **better_worse(...))``.
+    """
+    import matplotlib
+    from matplotlib.colors import TwoSlopeNorm
+
+    if span is not None:
+        if vmin is not None or vmax is not None:
+            raise ValueError("give either span or vmin/vmax")
+        vmin, vmax = centre - span, centre + span
+    if vmin is None or vmax is None:
+        raise ValueError("better_worse needs vmin and vmax (or span)")
+    if not vmin < centre < vmax:
+        raise ValueError(f"need vmin < centre < vmax, got {vmin!r} < {centre!r} < {vmax!r}")
+    cmap = matplotlib.colormaps[BETTER_WORSE_CMAPS["lower" if lower_is_better else "higher"]]
+    return {"cmap": cmap, "norm": TwoSlopeNorm(vcenter=centre, vmin=vmin, vmax=vmax)}
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads on a background of colour ``rgba`` (relative luminance)."""
+    r, g, b = (float(c) for c in rgba[:3])
+
+    def linear(c):
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+    return "black" if luminance > 0.179 else "white"
+
+
+def cell_text(ax, image, texts, **text_kwargs) -> list:
+    """Write ``texts[i, j]`` into cell (i, j) of ``image`` (an ``imshow`` result), readable on its colour.
+
+    Rows run as the image shows them (``origin`` and ``extent`` are honoured). Empty
+    strings write nothing. Returns the text artists.
+    """
+    values = np.ma.asarray(image.get_array())
+    texts = np.asarray(texts, dtype=object)
+    if texts.shape != values.shape[:2]:
+        raise ValueError(f"texts have shape {texts.shape}, the image {values.shape[:2]}")
+    rows, columns = texts.shape
+    x0, x1, y0, y1 = image.get_extent()
+    if image.origin == "upper":
+        y0, y1 = y1, y0
+    kwargs = {"ha": "center", "va": "center", "fontsize": 8, **text_kwargs}
+    fixed = kwargs.pop("color", None)
+    artists = []
+    for i in range(rows):
+        for j in range(columns):
+            if texts[i, j] in ("", None):
+                continue
+            value = values[i, j]
+            if fixed is not None:
+                colour = fixed
+            else:
+                colour = "black" if np.ma.is_masked(value) else text_colour(image.cmap(image.norm(value)))
+            x = x0 + (j + 0.5) * (x1 - x0) / columns
+            y = y0 + (i + 0.5) * (y1 - y0) / rows
+            artists.append(ax.text(x, y, str(texts[i, j]), color=colour, **kwargs))
+    return artists
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def band(ax, x, values, key: str | None = None, *, label: str | None = None, color=None, alpha: float = 0.25,
+         **line_kwargs):
+    """Draw a mean with its 95% confidence band (mean +- 1.96 standard errors).
+
+    Either from replicates: ``values`` of shape (R, len(x)) (NaN ignored), or from a
+    stored summary: ``values`` the arrays of a stored run and ``key`` the summary's
+    name (its ``key/mean`` and ``key/se`` arrays), e.g.
+    ``band(ax, arrays["rounds"], arrays, "M8/forgetting", label="M = 8")``.
+    Returns the line.
+    """
+    if key is None:
+        mean, se = mean_se(values)
+    else:
+        mean, se = np.asarray(values[f"{key}/mean"], dtype=float), np.asarray(values[f"{key}/se"], dtype=float)
     (line,) = ax.plot(x, mean, label=label, color=color, **line_kwargs)
-    ax.fill_between(x, mean - Z95 * se, mean + Z95 * se, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.fill_between(x, mean - Z95 * se, mean + Z95 * se, color=line.get_color(), alpha=alpha, linewidth=0)
     return line
 
 
