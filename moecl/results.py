@@ -13,10 +13,13 @@ A results file is a NumPy ``.npz`` archive holding
   never as the raw per-round state of every replicate, so files stay small.
 
 `save_results` writes atomically (temporary file in the same directory, fsync,
-``os.replace``): a run that fails midway leaves no file behind and never damages an
-older results file at the same path. `load_results` reads one back and raises
-`ResultsFileError` (a `ValueError`) naming the path when the file is not a valid
-results file.
+``os.replace``): a run that fails midway, or is stopped by Ctrl-C, SIGTERM or SIGHUP,
+leaves no file behind (not even its temporary file) and never damages an older results
+file at the same path. `load_results` reads one back and validates it: the format tag
+and version (a known older version is read, an unknown newer one refused), and the
+schema (the header's fields, and every array the header's ``arrays`` field describes
+present, with the shape it states); it raises `ResultsFileError` (a `ValueError`)
+naming the path when the file is not a valid results file.
 
 Loading a results file needs nothing but numpy and json::
 
@@ -29,7 +32,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import secrets
+import signal
+import threading
 import warnings
 import zipfile
 import zlib
@@ -40,8 +46,22 @@ from .metrics import mean_se
 
 #: Name of the header entry inside the archive.
 HEADER_KEY = "__header__"
+#: Name of the format, the part of the header's ``format`` field before the slash.
+FORMAT_NAME = "moecl-results"
+#: Version of the format this package writes.
+FORMAT_VERSION = 2
+#: Versions `load_results` reads (older ones stay readable; a newer one is refused). Version 1 has
+#: no ``shapes`` field; version 2 adds it.
+READABLE_VERSIONS = (1, 2)
 #: Value of the header's ``format`` field.
-FORMAT = "moecl-results/1"
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+#: JSON types of the header fields `load_results` checks where present (``format`` is required).
+FIELD_TYPES = {"format": str, "experiment": str, "scale": str, "seed": int, "replicates": int, "rounds": int,
+               "labels": list, "configs": dict, "arrays": dict, "overrides": dict, "shapes": dict}
+#: Header fields that identify a run: two files whose identities differ hold different runs
+#: (`identity`; the command line will not write over such a file without ``--force``).
+IDENTITY_FIELDS = ("format", "experiment", "scale", "seed", "replicates", "rounds", "labels", "configs",
+                   "overrides", "stream", "source", "seeds")
 #: Percentiles over replicates stored by `summarise`.
 PERCENTILES = (2.5, 50.0, 97.5)
 #: Statistics stored by `summarise`, in order.
@@ -100,11 +120,14 @@ def save_results(path, header: dict, arrays: dict) -> str:
     """Write one results file atomically; returns the path written.
 
     ``header`` must be JSON-serialisable (numpy scalars and arrays are converted);
-    ``arrays`` maps names to numeric or string arrays (object arrays are refused).
-    The archive is written to a temporary file in the destination directory, flushed
-    and fsync'ed, then moved over ``path`` with ``os.replace``. If anything fails
-    (or the run is interrupted) the temporary file is removed and an older file at
-    ``path``, if any, is left as it was.
+    ``arrays`` maps names to numeric or string arrays (object arrays are refused). The
+    file's header also records the format tag `FORMAT` (when ``header`` has none) and
+    the shape of every array (``shapes``), which `load_results` checks. The archive is
+    written to a temporary file in the destination directory, flushed and fsync'ed,
+    then moved over ``path`` with ``os.replace``. If anything fails (or the run is
+    interrupted: Ctrl-C, SIGTERM, SIGHUP) the temporary file is removed and an older
+    file at ``path``, if any, is left as it was; a termination signal is then delivered
+    again, so the process ends as the signal asked.
     """
     path = os.fspath(path)
     if not isinstance(header, dict):
@@ -112,34 +135,78 @@ def save_results(path, header: dict, arrays: dict) -> str:
     for name in arrays:
         if not isinstance(name, str) or not name or name == HEADER_KEY or name.endswith(".npy"):
             raise ValueError(f"invalid array name {name!r} for results file {path}")
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
+    header = {"format": FORMAT, **header, "shapes": {name: list(value.shape) for name, value in arrays.items()}}
     header_text = json.dumps(header, default=_json_default, sort_keys=False)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    temporary, handle = _open_temporary(directory, os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-                _write_array(archive, HEADER_KEY, np.array(header_text))
-                for name, value in arrays.items():
-                    _write_array(archive, name, np.asarray(value))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
+    with _signals_raise() as caught:
+        temporary, handle = _open_temporary(directory, os.path.basename(path))
         try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(handle, "wb") as stream:
+                with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                    _write_array(archive, HEADER_KEY, np.array(header_text))
+                    for name, value in arrays.items():
+                        _write_array(archive, name, value)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+            if caught:  # the temporary file is gone: now let the signal end the process
+                _redeliver(caught[0])
+            raise
     _fsync_directory(directory)
     return path
 
 
+class _Signalled(BaseException):
+    """A termination signal, raised inside `save_results` so that it can clean up."""
+
+
+class _signals_raise:
+    """While a results file is written, SIGTERM and SIGHUP raise `_Signalled` (main thread only).
+
+    Their default action kills the process on the spot, which would leave the temporary
+    file behind; a handler installed by the program itself is left alone.
+    """
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __enter__(self):
+        self.caught, self.previous = [], {}
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                if signal.getsignal(number) is signal.SIG_DFL:
+                    self.previous[number] = signal.signal(number, self._handle)
+        return self.caught
+
+    def _handle(self, number, frame):
+        self.caught.append(number)
+        raise _Signalled(number)
+
+    def __exit__(self, *exc):
+        for number, previous in self.previous.items():
+            signal.signal(number, previous)
+        return False
+
+
+def _redeliver(number: int) -> None:
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+
+
 def load_results(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read a results file: returns ``(header, arrays)`` as given to `save_results`.
+    """Read and validate a results file: returns ``(header, arrays)`` as given to `save_results`.
 
     Raises `FileNotFoundError` for a missing file and `ResultsFileError` for a file
-    that is not a valid results file, both naming the path.
+    that is not a valid results file, both naming the path: not an ``.npz`` archive, no
+    header, a header whose fields have the wrong types (`FIELD_TYPES`), another format, a version
+    newer than this package reads (`READABLE_VERSIONS`), or arrays that do not match
+    the header (`check_schema`).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -152,14 +219,86 @@ def load_results(path) -> tuple[dict, dict[str, np.ndarray]]:
             if HEADER_KEY not in archive.files:
                 raise ResultsFileError(f"{path} is not a moecl results file (no {HEADER_KEY} entry)")
             header = json.loads(str(archive[HEADER_KEY]))
+            if not isinstance(header, dict):
+                raise ResultsFileError(f"{path} is not a moecl results file (its header is not a JSON object)")
+            check_header(header, path)
             arrays = {name: archive[name] for name in archive.files if name != HEADER_KEY}
     except ResultsFileError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error) as exc:
         raise ResultsFileError(f"{path} is not a readable moecl results file: {exc}") from exc
-    if not isinstance(header, dict):
-        raise ResultsFileError(f"{path} is not a moecl results file (its header is not a JSON object)")
+    check_schema(header, arrays, path)
     return header, arrays
+
+
+def format_version(header: dict, path="results file") -> int:
+    """The version of the format tag ``moecl-results/<version>`` of a header; ResultsFileError otherwise."""
+    tag = header.get("format")
+    match = re.fullmatch(re.escape(FORMAT_NAME) + r"/(\d+)", tag) if isinstance(tag, str) else None
+    if match is None:
+        raise ResultsFileError(f"{path} is not a moecl results file (format {tag!r}, expected {FORMAT!r})")
+    return int(match.group(1))
+
+
+def check_header(header: dict, path="results file") -> None:
+    """Check a header's format tag, version and required fields; ResultsFileError naming ``path``."""
+    version = format_version(header, path)
+    if version not in READABLE_VERSIONS:
+        newer = version > max(READABLE_VERSIONS)
+        raise ResultsFileError(
+            f"{path} has results format version {version}, which this moecl cannot read "
+            + ("(it is newer: update moecl)" if newer else f"(it reads versions {list(READABLE_VERSIONS)})"))
+    for field, kind in FIELD_TYPES.items():
+        if field in header and (not isinstance(header[field], kind) or isinstance(header[field], bool)):
+            raise ResultsFileError(f"{path}: header field {field!r} is not a {kind.__name__} "
+                                   f"(found {header[field]!r}); the file is damaged")
+
+
+def check_schema(header: dict, arrays: dict, path="results file") -> None:
+    """Check that the arrays match the header; ResultsFileError naming ``path`` and the array.
+
+    Every array the header's ``shapes`` lists is present with that shape and no other
+    is; every array its ``arrays`` field describes (``name`` or ``prefix/{a,b,...}``;
+    templates with ``<...>`` are skipped) is present; every label has a configuration.
+    """
+    shapes = header.get("shapes")
+    if shapes is not None:
+        if not isinstance(shapes, dict):
+            raise ResultsFileError(f"{path}: header field 'shapes' is not an object; the file is damaged")
+        for name, shape in shapes.items():
+            if name not in arrays:
+                raise ResultsFileError(f"{path}: array {name!r} listed in the header is missing; the file is damaged")
+            if list(arrays[name].shape) != list(shape):
+                raise ResultsFileError(f"{path}: array {name!r} has shape {tuple(arrays[name].shape)}, "
+                                       f"the header says {tuple(shape)}; the file is damaged")
+        extra = sorted(set(arrays) - set(shapes))
+        if extra:
+            raise ResultsFileError(f"{path}: arrays {extra[:3]} are not in the header; the file is damaged")
+    for key in header.get("arrays") or {}:
+        if "<" in key:
+            continue
+        match = re.fullmatch(r"(.*)\{(.*)\}", key)
+        for name in ([match.group(1) + part for part in match.group(2).split(",")] if match else [key]):
+            if name not in arrays:
+                raise ResultsFileError(f"{path}: array {name!r} described in the header is missing; "
+                                       "the file is damaged")
+    configs = header.get("configs")
+    if isinstance(header.get("labels"), list) and isinstance(configs, dict):
+        missing = [label for label in header["labels"] if label not in configs]
+        if missing:
+            raise ResultsFileError(f"{path}: labels {missing[:3]} have no configuration in the header")
+
+
+def identity(header: dict) -> dict:
+    """The fields of a header that identify its run (`IDENTITY_FIELDS`), without wall times or dates."""
+    return {field: header.get(field) for field in IDENTITY_FIELDS if field != "format"}
+
+
+def identity_differences(old: dict, new: dict) -> list[str]:
+    """Names of the identifying fields in which two headers differ (``[]``: the same run)."""
+    a, b = json.loads(json.dumps(identity(old), default=_json_default)), json.loads(
+        json.dumps(identity(new), default=_json_default))
+    return [field for field in a if a[field] != b[field]]
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, value: np.ndarray) -> None:

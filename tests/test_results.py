@@ -3,7 +3,11 @@
 import datetime as dt
 import json
 import os
+import signal
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +21,7 @@ def _example():
     header = {
         "experiment": "demo",
         "seed": 3,
-        "configs": {"M8": moecl.Config(T=10).as_dict()},
+        "configs": {"M8": moecl.Config(T=10).as_dict(), "M8-noterm": moecl.Config(T=10, termination="none").as_dict()},
         "labels": ["M8", "M8-noterm"],
         "numpy_scalar": np.int64(7),
         "unicode": "σ₀ = 0.1",
@@ -37,12 +41,19 @@ def _files(directory):
     return sorted(os.listdir(directory))
 
 
+def _written(header):
+    """The header as stored: the format tag and the arrays' shapes are added."""
+    return {key: value for key, value in header.items() if key not in ("format", "shapes")}
+
+
 def test_round_trip(tmp_path):
     header, arrays = _example()
     path = tmp_path / "demo.npz"
     assert save_results(path, header, arrays) == str(path)
     loaded_header, loaded = load_results(path)
-    assert loaded_header == json.loads(json.dumps({**header, "numpy_scalar": 7}))
+    assert _written(loaded_header) == json.loads(json.dumps({**header, "numpy_scalar": 7}))
+    assert loaded_header["format"] == results.FORMAT
+    assert loaded_header["shapes"] == {name: list(np.shape(value)) for name, value in arrays.items()}
     assert set(loaded) == set(arrays)
     for name, value in arrays.items():
         assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape
@@ -81,7 +92,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, previous):
     if previous:
         assert _files(tmp_path) == ["demo.npz"]
         assert path.read_bytes() == before
-        assert load_results(path)[0] == {"old": True}
+        assert _written(load_results(path)[0]) == {"old": True}
     else:
         assert _files(tmp_path) == []
 
@@ -122,7 +133,7 @@ def test_bad_array_names(tmp_path, name):
 def test_creates_the_directory(tmp_path):
     path = tmp_path / "a" / "b" / "x.npz"
     save_results(path, {"k": 1}, {"x": np.ones(2)})
-    assert load_results(path)[0] == {"k": 1}
+    assert _written(load_results(path)[0]) == {"k": 1}
 
 
 def test_missing_file_names_the_path(tmp_path):
@@ -204,3 +215,103 @@ def test_written_archive_is_compressed(tmp_path):
     assert path.stat().st_size < 10_000
     with zipfile.ZipFile(path) as archive:
         assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in archive.infolist())
+
+
+# --------------------------------------------------------------------------- validation on load
+
+
+def _rewrite_header(path, change):
+    """Rewrite a saved file's header with ``change(header)`` (arrays kept)."""
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(str(archive["__header__"]))
+        arrays = {name: archive[name] for name in archive.files if name != "__header__"}
+    change(header)
+    np.savez(path, __header__=np.array(json.dumps(header)), **arrays)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda h: h.update(format="moecl-results/99"), ["version 99", "newer"]),
+        (lambda h: h.update(format="moecl-results/0"), ["version 0"]),
+        (lambda h: h.update(format="other-tool/1"), ["'other-tool/1'"]),
+        (lambda h: h.pop("format"), ["format None"]),
+        (lambda h: h.update(seed="zero"), ["'seed'"]),
+        (lambda h: h["shapes"].update({"rounds": [11]}), ["'rounds'", "shape"]),
+        (lambda h: h["shapes"].update({"M8/absent": [3]}), ["'M8/absent'", "missing"]),
+        (lambda h: h["shapes"].pop("flags"), ["flags", "not in the header"]),
+        (lambda h: h["arrays"].update({"M8/gone/{mean,se}": "x"}), ["'M8/gone/mean'"]),
+        (lambda h: h["labels"].append("M99"), ["M99", "no configuration"]),
+    ],
+)
+def test_load_validates_format_version_and_schema(tmp_path, change, words):
+    header, arrays = _example()
+    header["arrays"] = {"rounds": "round numbers", "M8/forgetting/{mean}": "F_t"}
+    path = tmp_path / "checked.npz"
+    save_results(path, header, arrays)
+    load_results(path)  # valid as written
+    _rewrite_header(path, change)
+    with pytest.raises(ResultsFileError) as error:
+        load_results(path)
+    message = str(error.value)
+    assert "checked.npz" in message and "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_known_older_version_is_read(tmp_path):
+    """Version 1 files (the stored results) have no shapes: they are still read and checked."""
+    path = tmp_path / "old.npz"
+    header, arrays = _example()
+    save_results(path, header, arrays)
+    _rewrite_header(path, lambda h: (h.update(format="moecl-results/1"), h.pop("shapes")))
+    loaded, _ = load_results(path)
+    assert loaded["format"] == "moecl-results/1"
+
+
+def test_the_stored_results_are_valid():
+    root = Path(moecl.__file__).resolve().parent.parent / "results"
+    for path in sorted(root.glob("*.npz")):
+        header, _ = load_results(path)
+        assert header["format"] in {f"moecl-results/{v}" for v in results.READABLE_VERSIONS}
+
+
+def test_identity_differences():
+    header, _ = _example()
+    header.update(scale="ci", replicates=40)
+    assert results.identity_differences(header, dict(header, wall_time=9.0, created="now")) == []
+    assert results.identity_differences(header, dict(header, replicates=2)) == ["replicates"]
+
+
+# --------------------------------------------------------------------------- termination signals
+
+_SIGNAL_WRITER = r"""
+import os, signal, sys
+import numpy as np
+from moecl.results import save_results
+original = np.lib.format.write_array
+calls = []
+def write_then_signal(stream, array, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    return original(stream, array, **kwargs)
+np.lib.format.write_array = write_then_signal
+save_results(sys.argv[1], {"new": True}, {f"a{k}": np.arange(50) for k in range(6)})
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_termination_signal_leaves_no_temporary_file(tmp_path, name):
+    path = tmp_path / "demo.npz"
+    save_results(path, {"old": True}, {"x": np.arange(5)})
+    before = path.read_bytes()
+    root = Path(moecl.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-c", _SIGNAL_WRITER, str(path), name], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == -getattr(signal, name), done.stderr  # ended by the signal, as asked
+    assert "survived" not in done.stdout
+    assert _files(tmp_path) == ["demo.npz"]
+    assert path.read_bytes() == before
