@@ -85,3 +85,12 @@ def test_gate_forces_match_the_gate_step():
     frozen = moecl.simulate(config.replace(termination="gap", T=120), replicates=2, seed=3)
     stop = frozen.termination_round[0]
     assert stop > 0 and not ablation.gate_forces(frozen)[1][0, stop - 1:].any()
+
+
+def test_single_expert_ignores_the_scales_of_the_features():
+    """Scaling the columns of X_t keeps their span, so one expert's updates (Eq. (5)) and its
+    errors are the same with a blind gate's features (book/synthetic.md, the blind gate)."""
+    inside = moecl.simulate(moecl.Config(M=1, T=60), replicates=3, seed=4)
+    blind = moecl.simulate(moecl.Config(M=1, T=60, v_norm=1.0, sigma_t=1.0), replicates=3, seed=4)
+    np.testing.assert_allclose(blind.generalization, inside.generalization, rtol=1e-9)
+    np.testing.assert_allclose(blind.forgetting, inside.forgetting, rtol=1e-9)
