@@ -6,8 +6,12 @@
   from the repository. Both files are read here, so adding a dependency to one of
   them and not to the other fails this test.
 * ``_config.yml`` carries the repository and launch-button settings the published
-  book needs, and the workflows under ``.github/workflows`` build, test and deploy
-  with the README's commands.
+  book needs (the repository URL in no other file), loads sphinx-proof and
+  sphinx-exercise from the ``book`` extra, and Binder opens the chapters as notebooks
+  (``postBuild``: jupytext's default viewer for ``.md``);
+* the workflows under ``.github/workflows`` build, test and deploy with the README's
+  commands; the Pages build fetches the data sets (``data_scripts/download.py``, cached)
+  first, and the tests keep the browser screenshots.
 """
 
 from __future__ import annotations
@@ -211,3 +215,83 @@ def test_tests_workflow_runs_the_readme_test_command():
     assert "push" in workflow["on"] and "pull_request" in workflow["on"]
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in steps_of(job)]
     assert any(run.strip() == "bash scripts/test.sh" for run in runs)
+
+
+def test_pages_workflow_fetches_the_data_sets_before_building():
+    workflow = load_workflow("pages.yml")
+    steps = steps_of(workflow["jobs"]["build"])
+    runs = [step.get("run", "") for step in steps]
+    fetch = next(k for k, run in enumerate(runs) if "data_scripts/download.py" in run)
+    build = next(k for k, run in enumerate(runs) if "bash scripts/book.sh" in run)
+    assert fetch < build, "the data sets must be fetched before the book is built"
+    # Every data set named is one download.py knows, and the deep chapters' three are there.
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("moecl_download_script", ROOT / "data_scripts" / "download.py")
+    download = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = download  # dataclasses look their module up
+    spec.loader.exec_module(download)
+    named = set(re.findall(r"--dataset\s+(\S+)", runs[fetch]))
+    assert named <= set(download.DATASETS) and {"mnist", "cifar10", "tiny-imagenet"} <= named
+    assert '--data-dir "$MOECL_DATA"' in runs[fetch]
+    # The folder is the cached one and the book reads it ($MOECL_DATA, set for later steps).
+    setting = next(run for run in runs[:fetch] if "MOECL_DATA=" in run)
+    folder = re.search(r"MOECL_DATA=\$HOME/(\S+?)\"", setting).group(1)
+    cache = next(k for k, step in enumerate(steps) if step.get("uses", "").startswith("actions/cache@"))
+    assert cache < fetch and steps[cache]["with"]["path"] == f"~/{folder}"
+    assert "data_scripts/download.py" in steps[cache]["with"]["key"]
+
+
+def test_tests_workflow_keeps_the_screenshots():
+    workflow = load_workflow("tests.yml")
+    uploads = [step for job in workflow["jobs"].values() for step in steps_of(job)
+               if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert any(step["with"]["path"].rstrip("/") == "_build/browser" and step.get("if") == "always()" for step in uploads)
+
+
+# --------------------------------------------------------------------------- extensions, Binder, one URL
+
+
+def test_config_loads_sphinx_proof_and_sphinx_exercise_from_the_book_extra(book_config, pyproject):
+    extensions = book_config["sphinx"]["extra_extensions"]
+    assert {"sphinx_proof", "sphinx_exercise"} <= set(extensions)
+    book = {normalise(Requirement(line).name) for line in pyproject["project"]["optional-dependencies"]["book"]}
+    for extension in extensions:
+        assert normalise(extension.split(".")[0]) in book, f"{extension} is not installed by the book extra"
+
+
+def test_binder_opens_the_chapters_as_notebooks(environment):
+    # repo2docker reads only binder/ (or .binder/) when such a folder exists: it would
+    # hide environment.yml and postBuild at the root.
+    assert not (ROOT / "binder").exists() and not (ROOT / ".binder").exists()
+    post_build = ROOT / "postBuild"
+    assert post_build.is_file() and post_build.stat().st_mode & 0o111, "postBuild must be executable"
+    text = post_build.read_text()
+    assert text.startswith("#!")
+    commands = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    viewer = [line for line in commands if line.startswith("jupytext-config set-default-viewer")]
+    assert viewer and {"markdown", "myst"} <= set(viewer[0].split()[2:])
+    _, pip = conda_and_pip(environment)
+    assert "jupytext" in requirements_by_name(pip_requirement_lines(pip))
+
+
+def test_the_repository_url_is_one_setting(book_config):
+    import subprocess
+
+    url = book_config["repository"]["url"]
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    naming = []
+    for name in tracked:
+        path = ROOT / name
+        if name == "_config.yml" or not path.is_file() or path.suffix in {".npz", ".png", ".gz", ".zip"}:
+            continue
+        try:
+            if url in path.read_text():
+                naming.append(name)
+        except (UnicodeDecodeError, OSError):
+            continue
+    assert not naming, f"{naming} name the repository URL {url}; it belongs in _config.yml only"
