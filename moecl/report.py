@@ -226,8 +226,11 @@ class Checks:
         text = f"{self.section}: {n} check{'s' if n != 1 else ''} passed: {claims}"
         return textwrap.fill(text, width=LINE_WIDTH, subsequent_indent="  ")
 
-    def done(self) -> "Checks":
-        """Print the summary when every claim holds; otherwise raise AssertionError naming the false ones."""
+    def done(self) -> None:
+        """Print the summary when every claim holds; otherwise raise AssertionError naming the false ones.
+
+        Returns None, so that ``checks.done()`` as a cell's last line displays nothing more.
+        """
         if not self.claims:
             raise AssertionError(f"{self.section}: no checks were made")
         failed = [(claim, values) for claim, holds, values in self.claims if not holds]
@@ -238,7 +241,6 @@ class Checks:
                 lines.append(f"  - {claim}" + (f" ({shown})" if shown else ""))
             raise AssertionError("\n".join(lines))
         print(self.summary())
-        return self
 
     def __enter__(self) -> "Checks":
         return self

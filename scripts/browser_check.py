@@ -10,13 +10,27 @@ Python package) and reports, per page:
 * every image loaded (``complete`` and ``naturalWidth > 0``);
 * every same-origin request succeeded (no 404 for a script, style, font or image);
 * every internal link points to an existing page and, with a ``#fragment``, to an
-  existing id on that page.
+  existing id on that page;
+* the book reads as a book (`reading_problems`): no display equation, table or code
+  block wider than its column; no raw cross-reference (``{eq}``, an ``eq-...`` label),
+  no "Traceback" or error output, no absolute filesystem path and no internal
+  vocabulary (`INTERNAL_VOCABULARY`) in the text; every figure captioned and numbered;
+  the share of the page's height taken by code input printed, and at most
+  `CODE_SHARE_MAX` on the pages that must comply.
+
+Which pages must pass which rule: the rules of `EVERY_PAGE` hold on every page except
+the page/rule pairs of `EXEMPT` (today's known failures, with their counts: fix one,
+then delete its entry); the rules of `CONVERTED` (captions, code share) hold on the
+pages of `CONVERTED_PAGES` only, and a chapter joins that set once it is converted.
+Problems a page is exempt from are still printed (as "known"), never hidden.
+One screenshot per page (the whole page at half scale) goes to ``--screenshots``.
 
 Usage (from the repository root)::
 
     .venv/bin/python scripts/browser_check.py                 # build into a temp dir, check
     .venv/bin/python scripts/browser_check.py --html DIR      # check an existing build
     .venv/bin/python scripts/browser_check.py --build-only --out DIR
+    .venv/bin/python scripts/browser_check.py --html DIR --screenshots _build/browser
 
 ``tests/test_browser.py`` runs the same check under pytest. Needs the Debian package
 ``chromium`` and MathJax from npm; ``scripts/browser_setup.sh`` installs both.
@@ -64,6 +78,41 @@ CHROMIUM_FLAGS = (
     "--window-size=1280,900",
 )
 RAW_TEX = r"\\[A-Za-z]+|\\\(|\\\[|\$\$"
+#: Cross-reference syntax that reached the page unresolved: a role ({eq}`...`, {numref}...)
+#: or a bare equation label such as "Eq. (eq-moe-rates)".
+RAW_REFERENCE = r"\{(?:eq|numref|ref|doc|prf:ref|cite(?::[a-z]+)?|glue(?::[a-z]+)?|term|download)\}|\beq-[a-z0-9]+(?:-[a-z0-9]+)*\b"
+#: An absolute filesystem path (a builder's folder leaking onto the page). Not a URL's
+#: path (preceded by a host name) and not "~/.cache/moecl", the documented default.
+ABSOLUTE_PATH = (r"(?<![\w.:/~-])/(?:home|root|tmp|usr|var|opt|work|mnt|srv|private|Users|runner|github)/[\w.@-]+"
+                 r"|\b[A-Z]:\\[\w.]")
+#: Words for the project's own machinery that a reader must not meet (regular expressions,
+#: case-insensitive): say "quick live run" / "stored full run", cite the book's chapters.
+INTERNAL_VOCABULARY = (
+    r"\bCI[ -]scale\b",
+    r"THEORY\.md",
+    r"\bissues? #?\d+\b",
+    r"\bproject's machines?\b",
+    r"\bthese machines\b",
+)
+#: A Python error on the page.
+TRACEBACK = r"Traceback \(most recent call last\)|\b[A-Z][A-Za-z]*(?:Error|Exception): "
+#: The largest share of a page's height that visible code input may take (converted pages).
+CODE_SHARE_MAX = 0.15
+#: Rules that hold on every page (except the page/rule pairs of EXEMPT).
+EVERY_PAGE = ("overflow", "raw reference", "traceback", "path", "vocabulary")
+#: Rules that hold on the pages of CONVERTED_PAGES only.
+CONVERTED = ("caption", "code share")
+#: Chapters converted to the reading form (figures captioned and numbered through
+#: `mystnb: figure:` metadata, plumbing hidden): they must pass the CONVERTED rules.
+#: The conversion of a chapter adds its page here.
+CONVERTED_PAGES: frozenset[str] = frozenset()
+#: Pages that may exceed CODE_SHARE_MAX because they show code on purpose and say so
+#: on the page (reference pages).
+CODE_SHARE_EXCUSED: frozenset[str] = frozenset()
+#: Known failures of EVERY_PAGE rules, page by page, with what was measured when they
+#: were listed: the check prints them as "known" and does not fail on them. Fix the
+#: page, then delete its entry (the check says when an entry is no longer needed).
+EXEMPT: dict[str, dict[str, str]] = {}
 
 
 # --------------------------------------------------------------------------- finding tools
@@ -343,6 +392,7 @@ PAGE_PROBE = r"""
     new Promise((r) => { img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 10000); })));
   const skip = new Set(['SCRIPT', 'STYLE', 'PRE', 'CODE', 'TEXTAREA', 'MJX-CONTAINER', 'MJX-ASSISTIVE-MML', 'NOSCRIPT']);
   const rawTex = [];
+  const prose = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   const pattern = new RegExp(__RAW_TEX__);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
@@ -354,6 +404,68 @@ PAGE_PROBE = r"""
     const el = node.parentElement;
     if (!el || !el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
     if (pattern.test(node.textContent)) rawTex.push(node.textContent.trim().slice(0, 120));
+    if (el.closest('article')) prose.push(node.textContent);
+  }
+  // ---- the reading checks: measured inside the article (the text column)
+  const article = document.querySelector('article.bd-article') || document.querySelector('article') ||
+                  document.querySelector('main') || document.body;
+  // Visible to a reader now: not inside a closed <details> (a hide-input cell) nor hidden by CSS.
+  const shown = (el) => {
+    const details = el.closest('details:not([open])');
+    if (details && !el.closest('summary')) return false;
+    if (el.checkVisibility && !el.checkVisibility({visibilityProperty: true, contentVisibilityAuto: true})) return false;
+    return el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  };
+  const snippet = (el) => (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 80);
+  const box = article.getBoundingClientRect();
+  const style = getComputedStyle(article);
+  const right = box.right - parseFloat(style.paddingRight || 0) + 2;
+  const left = box.left + parseFloat(style.paddingLeft || 0) - 2;
+  const overflow = [];
+  for (const math of article.querySelectorAll('mjx-container[display="true"]')) {
+    if (!shown(math)) continue;
+    const inner = (math.querySelector('mjx-math') || math).getBoundingClientRect();
+    const holder = math.closest('div.math') || math.parentElement;
+    const frame = holder.getBoundingClientRect();
+    const excess = Math.max(inner.right - Math.min(right, frame.right + 2), Math.max(left, frame.left - 2) - inner.left);
+    if (excess > 0) {
+      const label = holder.id || (holder.querySelector('.eqno') || {}).textContent || '';
+      const tex = (math.querySelector('mjx-assistive-mml') || math).textContent.replace(/\s+/g, ' ').trim();
+      overflow.push({kind: 'equation', excess: Math.round(excess), text: (label ? label + ': ' : '') + tex.slice(0, 60)});
+    }
+  }
+  for (const table of article.querySelectorAll('table')) {
+    if (!shown(table)) continue;
+    const wrap = table.parentElement;
+    const excess = Math.max(wrap.scrollWidth - wrap.clientWidth - 2, table.getBoundingClientRect().right - right);
+    if (excess > 0) overflow.push({kind: 'table', excess: Math.round(excess), text: snippet(table.querySelector('tr') || table)});
+  }
+  for (const pre of article.querySelectorAll('pre')) {
+    if (!shown(pre)) continue;
+    const excess = Math.max(pre.scrollWidth - pre.clientWidth - 2, pre.getBoundingClientRect().right - right);
+    if (excess > 0) {
+      const kind = pre.closest('.cell_input') ? 'code input' : pre.closest('.cell_output') ? 'code output' : 'code';
+      const lines = pre.textContent.split('\n');
+      const long = lines.reduce((n, line) => n + (line.length * (pre.scrollWidth / Math.max(1, ...lines.map((l) => l.length))) > pre.clientWidth + 2 ? 1 : 0), 0);
+      overflow.push({kind, excess: Math.round(excess), lines: long, text: snippet(pre)});
+    }
+  }
+  const figures = [...article.querySelectorAll('img')]
+    .filter((img) => shown(img) && (img.closest('.cell_output') || img.closest('figure')))
+    .map((img) => {
+      const figure = img.closest('figure');
+      const caption = figure && figure.querySelector('figcaption');
+      return {src: img.currentSrc || img.src, captioned: !!(caption && caption.textContent.trim()),
+              numbered: !!(caption && caption.querySelector('.caption-number'))};
+    });
+  const codeHeight = [...article.querySelectorAll('.cell_input')].filter(shown)
+    .reduce((sum, el) => sum + el.getBoundingClientRect().height, 0);
+  const textWalker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  const allText = [];
+  for (let node = textWalker.nextNode(); node; node = textWalker.nextNode()) {
+    const el = node.parentElement;
+    if (el && (el.closest('script, style, mjx-assistive-mml'))) continue;
+    allText.push(node.textContent);
   }
   return {
     title: document.title,
@@ -365,6 +477,13 @@ PAGE_PROBE = r"""
     rawTex: rawTex.slice(0, 20),
     images: images.map((img) => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0})),
     links: [...document.querySelectorAll('a[href]')].map((a) => a.href),
+    overflow,
+    figures,
+    codeHeight: Math.round(codeHeight),
+    pageHeight: Math.round(article.getBoundingClientRect().height),
+    errorOutputs: article.querySelectorAll('.output.traceback, .output.error').length,
+    prose: prose.join(' ').replace(/\s+/g, ' '),
+    text: allText.join(' ').replace(/\s+/g, ' '),
   };
 })()
 """.replace("__RAW_TEX__", json.dumps(RAW_TEX))
@@ -427,11 +546,28 @@ class PageReport:
     probe: dict
     failed_requests: list[str]
     problems: list[str]
+    #: Problems of rules this page is not held to yet (EXEMPT, or not in CONVERTED_PAGES).
+    known: list[str] = field(default_factory=list)
+
+    @property
+    def code_share(self) -> float | None:
+        return code_share(self.probe)
+
+
+def screenshot_name(page: str) -> str:
+    """File name of a page's screenshot: ``book/setting.html`` -> ``book-setting.png``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(page)).removesuffix(".html") + ".png"
 
 
 def check_site(html_dir: Path, chromium: str, screenshot_page: str | None = None,
-               screenshot_path: Path | None = None, pages: list[str] | None = None) -> list[PageReport]:
-    """Load every page of ``html_dir`` in Chromium and return one report per page."""
+               screenshot_path: Path | None = None, pages: list[str] | None = None,
+               screenshots: Path | None = None) -> list[PageReport]:
+    """Load every page of ``html_dir`` in Chromium and return one report per page.
+
+    With ``screenshots``, saves each page there (`screenshot_name`): the whole page at
+    half scale (at most 16000 px of it); ``screenshot_path`` keeps its own shot of
+    ``screenshot_page`` (its first displayed equation, at full scale).
+    """
     html_dir = Path(html_dir)
     pages = pages or [str(p) for p in html_pages(html_dir)]
     reports: list[PageReport] = []
@@ -455,7 +591,17 @@ def check_site(html_dir: Path, chromium: str, screenshot_page: str | None = None
             probe = browser.evaluate(PAGE_PROBE, timeout=60)
             failed = failed_requests(browser.events, server.origin)
             problems = page_problems(probe, failed, server.origin, html_dir, id_cache)
-            reports.append(PageReport(page, probe, failed, problems))
+            known = []
+            for rule, message in reading_problems(probe):
+                (problems if held_to(page, rule) else known).append(f"{rule}: {message}")
+            reports.append(PageReport(page, probe, failed, problems, known))
+            if screenshots is not None:
+                height = browser.evaluate("Math.ceil(document.documentElement.scrollHeight)") or 900
+                shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                                    clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 16000), "scale": 0.5})
+                Path(screenshots).mkdir(parents=True, exist_ok=True)
+                (Path(screenshots) / screenshot_name(page)).write_bytes(base64.b64decode(shot["data"]))
+                browser.evaluate("window.scrollTo(0, 0)")
             if screenshot_page == page and screenshot_path is not None:
                 # The first displayed equation in the middle of the picture.
                 browser.evaluate("(() => { const m = document.querySelector('div.math');"
@@ -522,6 +668,96 @@ def page_problems(probe: dict, failed: list[str], origin: str, html_dir: Path, i
     return problems
 
 
+def code_share(probe: dict) -> float | None:
+    """Share of the page's (article's) height taken by visible code input, or None without a height."""
+    height = probe.get("pageHeight") or 0
+    return probe.get("codeHeight", 0) / height if height > 0 else None
+
+
+def held_to(page: str, rule: str) -> bool:
+    """Whether ``page`` must pass ``rule`` now (see EVERY_PAGE, EXEMPT, CONVERTED_PAGES)."""
+    if rule in CONVERTED:
+        if rule == "code share" and page in CODE_SHARE_EXCUSED:
+            return False
+        return page in CONVERTED_PAGES
+    return rule not in EXEMPT.get(page, {})
+
+
+def _matches(pattern: str, text: str, flags=0, limit: int = 3) -> list[str]:
+    found = []
+    for match in re.finditer(pattern, text or "", flags):
+        start, end = max(0, match.start() - 30), min(len(text), match.end() + 30)
+        found.append("..." + text[start:end].strip() + "...")
+        if len(found) == limit:
+            break
+    return found
+
+
+def reading_problems(probe: dict) -> list[tuple[str, str]]:
+    """``(rule, message)`` for each way the page fails to read as a book (rules: EVERY_PAGE + CONVERTED).
+
+    Works on the probe of `PAGE_PROBE`; a probe without the reading fields (a redirect
+    page, an old probe) has no reading problems.
+    """
+    if "overflow" not in probe:
+        return []
+    problems: list[tuple[str, str]] = []
+    by_kind: dict[str, list[dict]] = {}
+    for item in probe["overflow"]:
+        by_kind.setdefault(item["kind"], []).append(item)
+    for kind, items in sorted(by_kind.items()):
+        worst = max(items, key=lambda item: item["excess"])
+        lines = sum(item.get("lines", 0) for item in items)
+        extra = f", {lines} lines" if lines else ""
+        problems.append(("overflow", f"{len(items)} {kind} block(s) wider than the column{extra} "
+                                     f"(worst by {worst['excess']} px: {worst['text']!r})"))
+    raw = _matches(RAW_REFERENCE, probe.get("prose", ""))
+    if raw:
+        problems.append(("raw reference", f"unresolved cross-reference text: {raw}"))
+    errors = _matches(TRACEBACK, probe.get("text", ""))
+    if errors or probe.get("errorOutputs"):
+        problems.append(("traceback", f"{probe.get('errorOutputs', 0)} error outputs; {errors}"))
+    paths = _matches(ABSOLUTE_PATH, probe.get("text", ""))
+    if paths:
+        problems.append(("path", f"absolute filesystem path on the page: {paths}"))
+    words = [hit for pattern in INTERNAL_VOCABULARY for hit in _matches(pattern, probe.get("text", ""), re.IGNORECASE)]
+    if words:
+        problems.append(("vocabulary", f"internal vocabulary: {words[:4]}"))
+    figures = probe.get("figures", [])
+    bad = [figure for figure in figures if not (figure["captioned"] and figure["numbered"])]
+    if bad:
+        problems.append(("caption", f"{len(bad)} of {len(figures)} figures without a numbered caption"))
+    share = code_share(probe)
+    if share is not None and share > CODE_SHARE_MAX:
+        problems.append(("code share", f"code input is {share:.0%} of the page's height (at most {CODE_SHARE_MAX:.0%})"))
+    return problems
+
+
+def stale_exemptions(reports: list[PageReport]) -> list[str]:
+    """EXEMPT entries whose page now passes the rule (delete them)."""
+    failing = {(r.page, problem.split(":", 1)[0]) for r in reports for problem in r.known + r.problems}
+    checked = {r.page for r in reports}
+    return [f"{page}: {rule}" for page, rules in EXEMPT.items() for rule in rules
+            if page in checked and (page, rule) not in failing]
+
+
+def summary_lines(reports: list[PageReport]) -> list[str]:
+    """One line per page: status, formulas, figures (captioned), code-input share; then its problems."""
+    lines = []
+    for report in reports:
+        status = "ok" if not report.problems else "FAIL"
+        probe = report.probe
+        figures = probe.get("figures", [])
+        captioned = sum(f["captioned"] and f["numbered"] for f in figures)
+        share = report.code_share
+        share_text = f", code input {share:.0%} of the height" if share is not None else ""
+        lines.append(f"{status:4s} {report.page}: {probe.get('containers', 0)} formulas, {len(probe.get('images', []))} "
+                     f"images, {captioned}/{len(figures)} figures captioned{share_text}")
+        lines += [f"     {problem}" for problem in report.problems]
+        lines += [f"     known: {problem}" for problem in report.known]
+    return lines
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -532,6 +768,8 @@ def main(argv=None) -> int:
     parser.add_argument("--build-only", action="store_true", help="build with local MathJax and stop")
     parser.add_argument("--toc", type=Path, help="another table of contents (default: _toc.yml)")
     parser.add_argument("--screenshot", type=Path, default=ROOT / "_build" / "browser" / "setting.png")
+    parser.add_argument("--screenshots", type=Path, default=ROOT / "_build" / "browser",
+                        help="folder for one screenshot per page (default: _build/browser)")
     args = parser.parse_args(argv)
     chromium, mathjax = find_chromium(), find_mathjax()
     if mathjax is None:
@@ -554,14 +792,11 @@ def main(argv=None) -> int:
     if chromium is None:
         print("Chromium not found: run scripts/browser_setup.sh (or set MOECL_CHROMIUM)", file=sys.stderr)
         return 2
-    reports = check_site(html_dir, chromium, "book/setting.html", args.screenshot)
-    bad = 0
-    for report in reports:
-        status = "ok" if not report.problems else "FAIL"
-        bad += bool(report.problems)
-        print(f"{status:4s} {report.page}: {report.probe['containers']} formulas, {len(report.probe['images'])} images")
-        for problem in report.problems:
-            print(f"     {problem}")
+    reports = check_site(html_dir, chromium, "book/setting.html", args.screenshot, screenshots=args.screenshots)
+    print("\n".join(summary_lines(reports)))
+    for entry in stale_exemptions(reports):
+        print(f"EXEMPT entry no longer needed (delete it): {entry}")
+    bad = sum(bool(report.problems) for report in reports)
     print(f"{len(reports) - bad} pages passed, {bad} failed ({time.monotonic() - started:.0f} s)")
     return 1 if bad else 0
 

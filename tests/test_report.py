@@ -136,7 +136,7 @@ def test_checks_print_one_summary_when_all_hold(capsys):
     checks = report.Checks("termination")
     assert checks.that(4.2 > 3, "termination lowers forgetting", z=4.2)
     assert checks.that(np.array([True, True]), "every seed agrees")
-    checks.done()
+    assert checks.done() is None  # a cell ending in checks.done() shows only the summary
     out = capsys.readouterr().out
     assert out.startswith("termination: 2 checks passed: termination lowers forgetting; every seed agrees")
     assert all(len(line) <= report.LINE_WIDTH for line in out.splitlines())
