@@ -12,6 +12,7 @@ argument and not the bookkeeping:
   ``(mean, se)`` pairs; `difference`: the same from two samples of per-seed values;
   `paired`: mean, standard error and z of per-replicate (or per-pool) differences
   on common seeds;
+* `table`: rows shown as a rendered table (Markdown), not printed text;
 * `Checks`: the asserts of one section gathered in one cell, whose output is one
   summary line ("5 checks passed: ...") and which fails naming every false claim
   with its values.
@@ -160,6 +161,69 @@ def paired(a, b, axis: int = 0) -> tuple[float, float, float]:
     if not se > 0:
         raise ValueError("the paired differences have no spread: a standard error of 0 gives no z-score")
     return mean, se, mean / se
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class Table:
+    """Rows shown as a rendered table in the book: a Markdown table (``_repr_markdown_``).
+
+    ``rows`` is a list of dicts (keys: the columns, in the order of ``columns`` or of
+    the first row) or a list of sequences with ``columns`` given. ``formats`` maps a
+    column to a format string (``"{:.3f}"``) or a function; other floats show 4
+    significant digits. A cell's ``|`` is escaped. Display it as a cell's last value,
+    or `glue` it and place it with the ``glue`` directive. The book renders Markdown
+    outputs as MyST (``nb_render_markdown_format: myst`` in _config.yml), so cells may
+    hold math (``$F_T$``).
+    """
+
+    def __init__(self, rows, columns=None, formats=None):
+        rows = list(rows)
+        if not rows:
+            raise ValueError("a table needs at least one row")
+        if isinstance(rows[0], dict):
+            columns = list(columns or rows[0])
+            self.cells = [[row.get(column, "") for column in columns] for row in rows]
+        else:
+            if columns is None:
+                raise ValueError("rows given as sequences need their columns")
+            columns = list(columns)
+            self.cells = [list(row) for row in rows]
+            if any(len(row) != len(columns) for row in self.cells):
+                raise ValueError(f"every row needs {len(columns)} cells")
+        self.columns = columns
+        self.formats = dict(formats or {})
+
+    def _format(self, column, value) -> str:
+        rule = self.formats.get(column)
+        if callable(rule):
+            text = rule(value)
+        elif rule is not None:
+            text = rule.format(value)
+        elif isinstance(value, (float, np.floating)):
+            text = f"{float(value):.4g}"
+        else:
+            text = str(value)
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    def _repr_markdown_(self) -> str:
+        def numeric(k):
+            return all(isinstance(row[k], (int, float, np.integer, np.floating)) and not isinstance(row[k], bool)
+                       for row in self.cells)
+
+        header = "| " + " | ".join(str(c).replace("|", "\\|") for c in self.columns) + " |"
+        rule = "|" + "|".join("---:" if numeric(k) else ":---" for k in range(len(self.columns))) + "|"
+        body = ["| " + " | ".join(self._format(c, v) for c, v in zip(self.columns, row)) + " |" for row in self.cells]
+        return "\n".join([header, rule, *body])
+
+    def __str__(self) -> str:
+        return self._repr_markdown_()
+
+
+def table(rows, columns=None, formats=None) -> Table:
+    """A `Table` of ``rows`` (see there): the book's way to show a table of results."""
+    return Table(rows, columns, formats)
 
 
 # --------------------------------------------------------------------------- checks

@@ -183,3 +183,35 @@ def test_report_is_light():
 
 def test_z95_band_constant():
     assert Z95 == pytest.approx(1.959964, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_table_is_a_markdown_table():
+    rows = [{"method": "SEED, $M = 4$", "accuracy": 0.912345, "z": 4.2, "seeds": 3},
+            {"method": "a|b", "accuracy": 0.5, "z": -1.0, "seeds": 10}]
+    text = report.table(rows, formats={"z": "{:+.1f}"})._repr_markdown_()
+    assert text.splitlines() == [
+        "| method | accuracy | z | seeds |",
+        "|:---|---:|---:|---:|",
+        "| SEED, $M = 4$ | 0.9123 | +4.2 | 3 |",
+        "| a\\|b | 0.5 | -1.0 | 10 |",
+    ]
+    by_position = report.table([("x", 1.0)], columns=["name", "value"], formats={"value": lambda v: f"{v:.2f}"})
+    assert str(by_position).splitlines()[-1] == "| x | 1.00 |"
+    with pytest.raises(ValueError):
+        report.table([("x", 1.0)])
+    with pytest.raises(ValueError):
+        report.table([("x",)], columns=["a", "b"])
+    with pytest.raises(ValueError):
+        report.table([])
+
+
+def test_book_renders_markdown_outputs_as_myst():
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "_config.yml")) as f:
+        config = yaml.safe_load(f)
+    assert config["sphinx"]["config"]["nb_render_markdown_format"] == "myst"  # tables and math in report.table
