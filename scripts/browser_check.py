@@ -11,8 +11,9 @@ Python package) and reports, per page:
 * every same-origin request succeeded (no 404 for a script, style, font or image);
 * every internal link points to an existing page and, with a ``#fragment``, to an
   existing id on that page;
-* the book reads as a book (`reading_problems`): no display equation, table or code
-  block wider than its column; no raw cross-reference (``{eq}``, an ``eq-...`` label),
+* the book reads as a book (`reading_problems`): a page with code offers its
+  notebook (``.ipynb``) for download; no display equation, table or code block wider
+  than its column; no raw cross-reference (``{eq}``, an ``eq-...`` label),
   no "Traceback" or error output, no absolute filesystem path and no internal
   vocabulary (`INTERNAL_VOCABULARY`) in the text; every figure captioned and numbered;
   the share of the page's height taken by code input printed, and at most
@@ -99,7 +100,7 @@ TRACEBACK = r"Traceback \(most recent call last\)|\b[A-Z][A-Za-z]*(?:Error|Excep
 #: The largest share of a page's height that visible code input may take (converted pages).
 CODE_SHARE_MAX = 0.15
 #: Rules that hold on every page (except the page/rule pairs of EXEMPT).
-EVERY_PAGE = ("overflow", "raw reference", "traceback", "path", "vocabulary")
+EVERY_PAGE = ("overflow", "raw reference", "traceback", "path", "vocabulary", "download")
 #: Rules that hold on the pages of CONVERTED_PAGES only.
 CONVERTED = ("caption", "code share")
 #: Chapters converted to the reading form (figures captioned and numbered through
@@ -482,6 +483,8 @@ PAGE_PROBE = r"""
     codeHeight: Math.round(codeHeight),
     pageHeight: Math.round(article.getBoundingClientRect().height),
     errorOutputs: article.querySelectorAll('.output.traceback, .output.error').length,
+    hasCells: !!article.querySelector('.cell'),
+    notebookDownload: [...document.querySelectorAll('a[href]')].some((a) => /\.ipynb$/.test(a.getAttribute('href'))),
     prose: prose.join(' ').replace(/\s+/g, ' '),
     text: allText.join(' ').replace(/\s+/g, ' '),
   };
@@ -723,6 +726,8 @@ def reading_problems(probe: dict) -> list[tuple[str, str]]:
     words = [hit for pattern in INTERNAL_VOCABULARY for hit in _matches(pattern, probe.get("text", ""), re.IGNORECASE)]
     if words:
         problems.append(("vocabulary", f"internal vocabulary: {words[:4]}"))
+    if probe.get("hasCells") and probe.get("notebookDownload") is False:
+        problems.append(("download", "a page with code cells offers no .ipynb download"))
     figures = probe.get("figures", [])
     bad = [figure for figure in figures if not (figure["captioned"] and figure["numbered"])]
     if bad:

@@ -144,6 +144,8 @@ def test_reading_problems_names_each_rule():
         figures=[{"src": "a.png", "captioned": True, "numbered": True}, {"src": "b.png", "captioned": False, "numbered": False}],
         codeHeight=300,
         errorOutputs=1,
+        hasCells=True,
+        notebookDownload=False,
         prose="as in Eq. (eq-moe-rates) and {eq}`eq-x` says",
         text="Traceback (most recent call last): ValueError: bad; data in /home/runner/.cache/moecl/mnist; "
              "the CI scale run; see THEORY.md and issue 12",
@@ -160,6 +162,7 @@ def test_reading_problems_names_each_rule():
     assert "CI scale" in problems["vocabulary"] and "THEORY.md" in problems["vocabulary"]
     assert problems["caption"] == "1 of 2 figures without a numbered caption\n"
     assert "code input is 30% of the page's height" in problems["code share"]
+    assert "no .ipynb download" in problems["download"]
 
 
 @pytest.mark.parametrize("clean", [
