@@ -4,14 +4,25 @@
 All state carries a leading replicate axis R, so one call simulates many seeds; a
 plain per-replicate implementation lives in `moecl.reference` as the test oracle.
 
-Each round t = 1..T (Algorithm 1):
+Each round t = 1..T (Algorithm 1) takes six steps, one function each, over one state
+(`_State`) that carries the experts, the gate and the metrics' bookkeeping from round to
+round:
 
-1. draw the task n_t, its data X_t (Definition 1) and the routing noise;
-2. route by Eq. (2) with the gate values of Eq. (1);
-3. the selected expert learns the task by Eq. (5); the others stay put;
-4. for t > T1 the termination rule inspects the gate values;
-5. while the gate has not terminated, Theta takes the step of Eq. (9) on the
-   locality loss Eq. (6) plus the load-balancing loss Eq. (7).
+1. `_draw`: the task n_t, its data X_t (Definition 1) and the routing noise (drawn a
+   block of rounds ahead, `_prepare_block`);
+2. `_route`: the gate values of Eq. (1) and the router's choice, Eq. (2) (``Config.router``,
+   `moecl.gate.ROUTERS`);
+3. `_learn`: the selected expert learns the task by Eq. (5) (``Config.expert_update``,
+   `moecl.experts.EXPERT_UPDATES`); the others stay put;
+4. `_share`: once the gate is frozen, the rest of the selected expert's set may share the
+   round (``Config.sharing``, a book choice of book/sharing.md; the paper's experts do not);
+5. `_tally`: the forgetting F_t and generalization error G_t (below);
+6. `_update_gate`: the re-opening rule (``Config.reopen``) and, for t > T1, the termination
+   rule (``Config.termination``) inspect the gate; while it has not terminated, Theta takes
+   the step of Eq. (9) on the locality loss Eq. (6) plus the load-balancing loss Eq. (7).
+
+and `_record` writes the round's records (`RECORDS`, declared once for the engine,
+`SimulationResult` and the experiments' memory budget).
 
 Metrics (paper, Section 4): the model error of task i under w is
 ``E_i(w) = ||w - w_{n_i}||^2``; forgetting
@@ -23,6 +34,8 @@ with counts ``C[m, n]`` of the tasks of truth n learned by expert m, since
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,43 +58,73 @@ from .tasks import (
 )
 
 
-@dataclass
-class SimulationResult:
-    """Per-round records of R replicates of Algorithm 1 (replicate axis first).
+@dataclass(frozen=True)
+class Record:
+    """One record of a run: its name, its axes after the replicate axis (``"T"`` first for a
+    per-round record), dtype, the value it is allocated with (``None``: every entry is
+    written by the engine) and its meaning."""
 
-    tasks (R, T): the ground truth n_t of each round. experts (R, T): the expert
-    m_t that learned it (the routing history). forgetting (R, T): F_t (NaN at
-    t = 1, where it is undefined). generalization (R, T): G_t. gate_values
-    (R, T, M): h_m(X_t) at routing time. change_norm (R, T): ||w_t - w_{t-1}|| of
-    the selected expert. closest_truth (R, T, M): index of the ground truth closest
-    to each expert's model after the round. termination_round (R,): the round T2 at
-    which the gate first stopped training (-1: never). drift_generalization (R, T): with
-    ``Config.drift_round`` T_d, G_t restricted to the tasks that arrived after the drift,
-    ``1/(t - T_d) sum_{T_d < i <= t} E_i(w_t^(m_i))`` (NaN up to T_d, and without drift).
-    gate_trained (R, T): whether
-    the gate took its step Eq. (9) in round t (it may train again after a re-opening,
-    ``Config.reopen``). final_experts (R, M, d),
-    final_theta (R, M, d): end state. pool: the ground truths and feature signals
-    shared by all replicates. replicates: the replicate indices simulated.
-    """
+    name: str
+    axes: tuple
+    dtype: type
+    fill: float | int | None
+    doc: str
 
-    config: Config
-    seed: int
-    replicates: np.ndarray
-    pool: Pool
-    tasks: np.ndarray
-    experts: np.ndarray
-    forgetting: np.ndarray
-    generalization: np.ndarray
-    gate_values: np.ndarray
-    change_norm: np.ndarray
-    closest_truth: np.ndarray
-    termination_round: np.ndarray
-    drift_generalization: np.ndarray
-    gate_trained: np.ndarray
-    final_experts: np.ndarray
-    final_theta: np.ndarray
-    wall_time: float = field(default=0.0, compare=False)
+    @property
+    def per_round(self) -> bool:
+        return self.axes[:1] == ("T",)
+
+    def shape(self, config: Config) -> tuple:
+        """The shape after the replicate axis."""
+        sizes = {"T": config.T, "M": config.M, "d": config.d}
+        return tuple(sizes[axis] for axis in self.axes)
+
+
+#: The records of a run, each array with the replicate axis R first. Adding a record
+#: here gives it its place in `SimulationResult`, its allocation in the engine and its
+#: share of `record_bytes_per_round`; the engine's steps write it.
+RECORDS = (
+    Record("tasks", ("T",), np.int64, None, "the ground truth n_t of each round"),
+    Record("experts", ("T",), np.int64, None, "the expert m_t that learned it (the routing history)"),
+    Record("forgetting", ("T",), np.float64, np.nan, "F_t (NaN at t = 1, where it is undefined)"),
+    Record("generalization", ("T",), np.float64, None, "G_t"),
+    Record("gate_values", ("T", "M"), np.float64, None, "h_m(X_t) at routing time"),
+    Record("change_norm", ("T",), np.float64, None, "||w_t - w_{t-1}|| of the selected expert"),
+    Record("closest_truth", ("T", "M"), np.int16, None,
+           "index of the ground truth closest to each expert's model after the round"),
+    Record("termination_round", (), np.int64, -1,
+           "the round T2 at which the gate first stopped training (-1: never)"),
+    Record("drift_generalization", ("T",), np.float64, np.nan,
+           "with ``Config.drift_round`` T_d, G_t restricted to the tasks that arrived after the drift, "
+           "``1/(t - T_d) sum_{T_d < i <= t} E_i(w_t^(m_i))`` (NaN up to T_d, and without drift)"),
+    Record("gate_trained", ("T",), np.bool_, None,
+           "whether the gate took its step Eq. (9) in round t (it may train again after a re-opening, "
+           "``Config.reopen``)"),
+    Record("final_experts", ("M", "d"), np.float64, 0.0, "the experts' models at the end"),
+    Record("final_theta", ("M", "d"), np.float64, 0.0, "the gate's parameters Theta at the end"),
+)
+
+
+def record_bytes_per_round(config: Config) -> int:
+    """Bytes of the per-round records of one replicate and one round (what grows with R T)."""
+    return sum(np.dtype(record.dtype).itemsize * math.prod(record.shape(config)[1:])
+               for record in RECORDS if record.per_round)
+
+
+def allocate_records(config: Config, replicates: int) -> dict:
+    """The arrays of `RECORDS` for ``replicates`` rows, filled with their start values."""
+    records = {}
+    for record in RECORDS:
+        shape = (replicates, *record.shape(config))
+        if record.fill is None:
+            records[record.name] = np.empty(shape, dtype=record.dtype)
+        else:
+            records[record.name] = np.full(shape, record.fill, dtype=record.dtype)
+    return records
+
+
+class _ResultMethods:
+    """What a `SimulationResult` computes from its records."""
 
     @property
     def rounds(self) -> np.ndarray:
@@ -96,25 +139,29 @@ class SimulationResult:
     def replicate(self, k: int) -> "SimulationResult":
         """The records of the k-th simulated replicate alone (a batch of one)."""
         pick = slice(k, k + 1)
-        return SimulationResult(
-            config=self.config,
-            seed=self.seed,
-            replicates=self.replicates[pick],
-            pool=self.pool,
-            tasks=self.tasks[pick],
-            experts=self.experts[pick],
-            forgetting=self.forgetting[pick],
-            generalization=self.generalization[pick],
-            gate_values=self.gate_values[pick],
-            change_norm=self.change_norm[pick],
-            closest_truth=self.closest_truth[pick],
-            termination_round=self.termination_round[pick],
-            drift_generalization=self.drift_generalization[pick],
-            gate_trained=self.gate_trained[pick],
-            final_experts=self.final_experts[pick],
-            final_theta=self.final_theta[pick],
-            wall_time=self.wall_time,
+        return dataclasses.replace(
+            self, replicates=self.replicates[pick], **{record.name: getattr(self, record.name)[pick] for record in RECORDS}
         )
+
+
+def _axes_text(record: Record) -> str:
+    return "(" + ", ".join(("R",) + record.axes) + ")"
+
+
+SimulationResult = dataclasses.make_dataclass(
+    "SimulationResult",
+    [("config", Config), ("seed", int), ("replicates", np.ndarray), ("pool", Pool)]
+    + [(record.name, np.ndarray) for record in RECORDS]
+    + [("wall_time", float, field(default=0.0, compare=False))],
+    bases=(_ResultMethods,),
+    namespace={
+        "__module__": __name__,
+        "__doc__": "Per-round records of R replicates of Algorithm 1 (replicate axis first).\n\n"
+        + "\n".join(f"{record.name} {_axes_text(record)}: {record.doc}." for record in RECORDS)
+        + "\n\nconfig, seed: the run's `Config` and seed. pool: the ground truths and feature signals shared by "
+        "all replicates. replicates: the replicate indices simulated. wall_time: seconds of the engine call.",
+    },
+)
 
 
 def simulate(
@@ -226,179 +273,264 @@ class _Batch:
                                for config, rows in zip(self.configs, self.slices)])
 
 
-def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
-    config = batch.config
-    R, T, M, N, d = len(rngs), config.T, config.M, config.pool_size, config.d
-    one = len(batch.configs) == 1
-    # Per-row gate constants: plain numbers for one configuration, columns otherwise.
-    column = (lambda value: value) if one else (lambda value: value[:, None])
-    eta, alpha, Gamma = (column(batch.rows(name)) for name in ("eta", "alpha", "Gamma"))
-    lambda_ = batch.rows("lambda_") if one else batch.rows("lambda_")[:, None, None]
-    T1 = batch.rows("T1", dtype=np.int64)
-    W = batch.pools[0].W if one else np.concatenate([np.broadcast_to(p.W, (s.stop - s.start, *p.W.shape))
-                                                     for p, s in zip(batch.pools, batch.slices)])
-    termination = gate.TERMINATION_RULES[config.termination]
-    reopening = gate.REOPEN_RULES[config.reopen]
-    balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
-    locality = gate.LOCALITY_LOSSES[config.locality_loss]  # Eq. (6), or none (an ablation)
-    everyone = np.arange(R)
+class _Engine:
+    """What stays fixed through one engine call: sizes, per-row constants, pools, strategies."""
 
-    expert_models = np.zeros((R, M, d))
-    theta = np.zeros((R, M, d))
-    # Model errors E(w) = ||w - w_n||^2, or Sigma-weighted: distances after scaling the
-    # coordinates by sqrt(diag Sigma).
-    scale = np.sqrt(feature_variances(d, config.anisotropy)) if config.error_metric == "sigma" else None
-    W_err = [pool.W if scale is None else pool.W * scale for pool in batch.pools]
-    W_sq = [np.sum(Wg * Wg, axis=1) for Wg in W_err]
-    errors = np.empty((R, M, N))  # E_n(w^(m))
-    closest = np.empty((R, M), dtype=np.int64)  # truth nearest to each expert
-    for rows, norms in zip(batch.slices, W_sq):
-        errors[rows] = norms
-        closest[rows] = np.argmin(norms)
-    learned = np.zeros((R, M, N))  # C[m, n]: tasks of truth n learned by expert m
-    error_when_learned = np.zeros(R)  # sum_{i<=t} E_i(w_i^(m_i))
-    routed = np.zeros((R, M))  # rounds routed to each expert so far
-    flags = termination.initial_flags((R, M))
-    training = np.ones(R, dtype=bool)
-    # Termination checks start after round T1, or T1 rounds after a re-opening.
-    check_after = T1 if one and config.reopen == "never" else np.broadcast_to(T1, (R,)).copy()
-    # The re-opening rule's memory of a frozen gate's changes (strikes, or a window of them).
-    strikes = reopening.initial_state(R, config)
+    def __init__(self, batch: _Batch, R: int):
+        config = self.config = batch.config
+        self.batch = batch
+        self.R, self.T, self.M, self.N, self.d = R, config.T, config.M, config.pool_size, config.d
+        self.one = one = len(batch.configs) == 1
+        # Per-row gate constants: plain numbers for one configuration, columns otherwise.
+        column = (lambda value: value) if one else (lambda value: value[:, None])
+        self.eta, self.alpha, self.Gamma = (column(batch.rows(name)) for name in ("eta", "alpha", "Gamma"))
+        self.lambda_ = batch.rows("lambda_") if one else batch.rows("lambda_")[:, None, None]
+        self.T1 = batch.rows("T1", dtype=np.int64)
+        self.W = batch.pools[0].W if one else np.concatenate(
+            [np.broadcast_to(p.W, (s.stop - s.start, *p.W.shape)) for p, s in zip(batch.pools, batch.slices)])
+        self.router = gate.ROUTERS[config.router]
+        self.update = experts.EXPERT_UPDATES[config.expert_update]
+        self.termination = gate.TERMINATION_RULES[config.termination]
+        self.reopening = gate.REOPEN_RULES[config.reopen]
+        self.balance = gate.BALANCE_LOSSES[config.balance_loss]  # Eq. (7) or the entropy bonus
+        self.locality = gate.LOCALITY_LOSSES[config.locality_loss]  # Eq. (6), or none (an ablation)
+        self.everyone = np.arange(R)
+        # Model errors E(w) = ||w - w_n||^2, or Sigma-weighted: distances after scaling the
+        # coordinates by sqrt(diag Sigma) (book/similarity.md).
+        self.scale = np.sqrt(feature_variances(self.d, config.anisotropy)) if config.error_metric == "sigma" else None
+        self.W_err = [pool.W if self.scale is None else pool.W * self.scale for pool in batch.pools]
+        self.W_sq = [np.sum(Wg * Wg, axis=1) for Wg in self.W_err]
 
-    def error_rows(models, which=None):
+    def errors_of(self, models: np.ndarray, which=None) -> np.ndarray:
         """E_n of the models (r, d) or (r, M, d) of every row, or of the rows of the mask
         ``which``, -> (r, N) or (r, M, N); each configuration's rows against its own pool."""
-        models = models if scale is None else models * scale
-        picked = np.arange(R) if which is None else np.flatnonzero(which)  # sorted row numbers
-        values = np.empty((*models.shape[:-1], N))
-        for g, rows in enumerate(batch.slices):  # contiguous rows: a view, as if it ran alone
+        models = models if self.scale is None else models * self.scale
+        picked = self.everyone if which is None else np.flatnonzero(which)  # sorted row numbers
+        values = np.empty((*models.shape[:-1], self.N))
+        for g, rows in enumerate(self.batch.slices):  # contiguous rows: a view, as if it ran alone
             inside = slice(*np.searchsorted(picked, (rows.start, rows.stop)))
             part = models[inside]
             if len(part):
-                flat = experts.squared_distances_fast(part.reshape(-1, d), W_err[g], W_sq[g])
-                values[inside] = flat.reshape(*part.shape[:-1], N)
+                flat = experts.squared_distances_fast(part.reshape(-1, self.d), self.W_err[g], self.W_sq[g])
+                values[inside] = flat.reshape(*part.shape[:-1], self.N)
         return values
 
-    out = {
-        "tasks": np.empty((R, T), dtype=np.int64),
-        "experts": np.empty((R, T), dtype=np.int64),
-        "forgetting": np.full((R, T), np.nan),
-        "generalization": np.empty((R, T)),
-        "gate_values": np.empty((R, T, M)),
-        "change_norm": np.empty((R, T)),
-        "closest_truth": np.empty((R, T, M), dtype=np.int16),
-        "termination_round": np.full(R, -1, dtype=np.int64),
-        "gate_trained": np.empty((R, T), dtype=bool),
-        "drift_generalization": np.full((R, T), np.nan),
-    }
-    drift = config.drift_round
-    learned_since_drift = np.zeros((R, M, N)) if drift is not None else None
-    bar = progress_bar(T, progress)
+
+@dataclass
+class _State:
+    """What Algorithm 1 carries from round to round, replicate axis first."""
+
+    records: dict  # the arrays of `RECORDS`, written round by round
+    expert_models: np.ndarray  # (R, M, d) w^(m), the record final_experts
+    theta: np.ndarray  # (R, M, d) the gate's Theta, the record final_theta
+    errors: np.ndarray  # (R, M, N) E_n(w^(m))
+    closest: np.ndarray  # (R, M) the truth nearest to each expert
+    learned: np.ndarray  # (R, M, N) C[m, n]: tasks of truth n learned by expert m
+    learned_since_drift: np.ndarray | None  # C[m, n] over the tasks after the drift round
+    error_when_learned: np.ndarray  # (R,) sum_{i<=t} E_i(w_i^(m_i))
+    routed: np.ndarray  # (R, M) rounds routed to each expert so far
+    flags: np.ndarray  # the termination rule's flags
+    training: np.ndarray  # (R,) whether the gate trains
+    check_after: object  # termination checks come after this round (T1, or T1 after a re-opening)
+    reopen_memory: object  # the re-opening rule's memory of a frozen gate
+
+
+def _initial_state(engine: _Engine) -> _State:
+    R, M, N = engine.R, engine.M, engine.N
+    records = allocate_records(engine.config, R)
+    errors = np.empty((R, M, N))
+    closest = np.empty((R, M), dtype=np.int64)
+    for rows, norms in zip(engine.batch.slices, engine.W_sq):  # every expert starts at 0
+        errors[rows] = norms
+        closest[rows] = np.argmin(norms)
+    config = engine.config
+    one_T1 = engine.one and config.reopen == "never"
+    return _State(
+        records=records,
+        expert_models=records["final_experts"],
+        theta=records["final_theta"],
+        errors=errors,
+        closest=closest,
+        learned=np.zeros((R, M, N)),
+        learned_since_drift=np.zeros((R, M, N)) if config.drift_round is not None else None,
+        error_when_learned=np.zeros(R),
+        routed=np.zeros((R, M)),
+        flags=engine.termination.initial_flags((R, M)),
+        training=np.ones(R, dtype=bool),
+        check_after=engine.T1 if one_T1 else np.broadcast_to(engine.T1, (R,)).copy(),
+        reopen_memory=engine.reopening.initial_state(R, config),
+    )
+
+
+@dataclass
+class _Block:
+    """What does not depend on the state, for a block of c rounds: task indices (R, c), routing
+    noise (R, c, M), samples Z = X^T (R, c, s, d), gate inputs (R, c, d) of Eq. (1), Gram
+    factors (R, c, s, s) and what the expert update prepares (`moecl.experts.EXPERT_UPDATES`)."""
+
+    tasks: np.ndarray
+    noise: np.ndarray
+    Z: np.ndarray
+    xbar: np.ndarray
+    L: np.ndarray
+    prepared: np.ndarray | None
+
+
+def _prepare_block(engine: _Engine, rngs: list, start: int, length: int) -> _Block:
+    batch = engine.batch
+    draws = draw_rounds(batch.config, rngs, length, start)
+    Z = draws.noise  # turned into the samples in place
+    for each, pool, rows in zip(batch.configs, batch.pools, batch.slices):  # sigma_t, beta, V per configuration
+        samples(each, pool.V, draws.tasks[rows], draws.signal_pos[rows], draws.noise[rows], out=Z[rows])
+    return _Block(
+        tasks=draws.tasks,
+        noise=engine.lambda_ * draws.route_uniform,  # Eq. (2): r^(m) ~ Unif[0, lambda]
+        Z=Z,
+        xbar=np.sum(Z, axis=2),  # Eq. (1): sum of the columns of X_t
+        L=experts.gram_factor(Z),  # X_t^T X_t = L L^T
+        prepared=engine.update.prepare(Z),
+    )
+
+
+@dataclass
+class _Round:
+    """Round t: its data (from `_draw`) and what the steps make of them."""
+
+    t: int
+    n: np.ndarray  # (R,) the task's truth
+    target: np.ndarray  # (R, d) w_{n_t}
+    Z: np.ndarray  # (R, s, d) the samples X_t^T
+    L: np.ndarray  # (R, s, s) Gram factor
+    prepared: np.ndarray | None
+    xbar: np.ndarray  # (R, d) gate input
+    noise: np.ndarray  # (R, M) routing noise
+    h: np.ndarray | None = None  # (R, M) gate values
+    m: np.ndarray | None = None  # (R,) selected expert
+    change: np.ndarray | None = None  # (R, d) its change
+    change_norm: np.ndarray | None = None  # (R,)
+
+
+def _draw(engine: _Engine, block: _Block, j: int, t: int) -> _Round:
+    """Step 1: round t, the j-th of its block."""
+    n = block.tasks[:, j]
+    target = engine.W[n] if engine.one else engine.W[engine.everyone, n]  # w_{n_t} of each row
+    prepared = None if block.prepared is None else block.prepared[:, j]
+    return _Round(t, n, target, block.Z[:, j], block.L[:, j], prepared, block.xbar[:, j], block.noise[:, j])
+
+
+def _route(engine: _Engine, state: _State, now: _Round) -> None:
+    """Step 2: the gate values of Eq. (1) and the router's choice (Eq. (2) for the paper's router)."""
+    now.h = gate.gate_values(state.theta, now.xbar)
+    now.m = engine.router.choose(now.h, now.noise, now.Z, now.L, now.target, state.expert_models)
+
+
+def _change(engine: _Engine, now: _Round, models: np.ndarray) -> np.ndarray:
+    """The change the round's data give models (R, d): Eq. (5), ``P_t (w_{n_t} - w)``, or gradient steps."""
+    return engine.update.change(now.Z, now.L, now.prepared, now.target - models, engine.config.gradient_steps)
+
+
+def _learn(engine: _Engine, state: _State, now: _Round) -> None:
+    """Step 3: only the selected expert learns the task; its errors and closest truth follow."""
+    everyone, m = engine.everyone, now.m
+    selected = state.expert_models[everyone, m]
+    now.change = _change(engine, now, selected)
+    selected += now.change
+    state.expert_models[everyone, m] = selected
+    state.errors[everyone, m] = row = engine.errors_of(selected)
+    state.closest[everyone, m] = np.argmin(row, axis=1)
+    now.change_norm = np.sqrt(np.sum(now.change * now.change, axis=-1))
+
+
+def _share(engine: _Engine, state: _State, now: _Round) -> None:
+    """Step 4: once the gate is frozen, the selected expert's set (the experts closest to the
+    same truth) shares the round (book/sharing.md); nothing with ``Config.sharing="none"``."""
+    sharing = engine.config.sharing
+    if sharing == "none":
+        return
+    everyone, m = engine.everyone, now.m
+    in_set = (state.closest == state.closest[everyone, m][:, None]) & ~state.training[:, None]
+    shared = experts.share_within_set(sharing, state.expert_models, in_set, m, lambda models: _change(engine, now, models))
+    if shared.any():
+        state.errors[shared] = engine.errors_of(state.expert_models[shared], shared)
+        state.closest[shared] = np.argmin(state.errors[shared], axis=2)
+
+
+def _tally(engine: _Engine, state: _State, now: _Round) -> None:
+    """Step 5: F_t over the tasks i < t, then G_t over i <= t (and over the tasks after the drift)."""
+    t, m, n, everyone, records = now.t, now.m, now.n, engine.everyone, state.records
+    total_before = np.sum(state.learned * state.errors, axis=(1, 2))
+    if t > 1:
+        records["forgetting"][:, t - 1] = (total_before - state.error_when_learned) / (t - 1)
+    state.learned[everyone, m, n] += 1
+    current_error = state.errors[everyone, m, n]
+    state.error_when_learned += current_error
+    records["generalization"][:, t - 1] = total_before / t + current_error / t
+    drift = engine.config.drift_round
+    if drift is not None and t > drift:
+        state.learned_since_drift[everyone, m, n] += 1
+        recent = np.sum(state.learned_since_drift * state.errors, axis=(1, 2))
+        records["drift_generalization"][:, t - 1] = recent / (t - drift)
+
+
+def _update_gate(engine: _Engine, state: _State, now: _Round) -> None:
+    """Step 6: re-opening and termination checks, then Eq. (9) while the gate trains."""
+    t, m, config, records = now.t, now.m, engine.config, state.records
+    state.routed[engine.everyone, m] += 1
+    state.reopen_memory, reopen = engine.reopening.update(
+        state.reopen_memory, ~state.training, now.change_norm, config.reopen_threshold, config.reopen_patience
+    )
+    if reopen.any():  # explore again: every flag set, T1 rounds before the next check
+        state.training |= reopen
+        state.flags[reopen] = True
+        state.check_after[reopen] = t + (engine.T1 if engine.one else engine.T1[reopen])
+    state.flags, stop = engine.termination.update(state.flags, now.h, m, t, state.check_after, engine.Gamma)
+    first = stop & state.training & (records["termination_round"] < 0)
+    records["termination_round"][first] = t
+    state.training &= ~stop
+    pi = gate.softmax(now.h)
+    grad = engine.locality(pi, m, now.change_norm) + engine.balance(pi, state.routed / t, engine.alpha, t)
+    grad *= state.training[:, None]
+    gate.gate_step(state.theta, grad, now.xbar, engine.eta, out=state.theta)  # Eq. (9)
+
+
+def _record(state: _State, now: _Round) -> None:
+    """The round's entries of the per-round records not written by the steps above."""
+    records, c = state.records, now.t - 1
+    records["tasks"][:, c] = now.n
+    records["experts"][:, c] = now.m
+    records["gate_values"][:, c] = now.h
+    records["change_norm"][:, c] = now.change_norm
+    records["closest_truth"][:, c] = state.closest
+    records["gate_trained"][:, c] = state.training
+
+
+def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
+    """Algorithm 1 for every row of the batch; returns the arrays of `RECORDS`."""
+    engine = _Engine(batch, len(rngs))
+    state = _initial_state(engine)
+    bar = progress_bar(engine.T, progress)
     # Everything that does not depend on the state is prepared a block of rounds at a
     # time, the next block in a background thread while this one is simulated (numpy
     # releases the GIL there). Each replicate's generator is still used by one thread
     # at a time and in order, so the numbers are the same as without the thread.
-    blocks = list(round_blocks(T))
+    blocks = list(round_blocks(engine.T))
     prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(_prepare_block, batch, rngs, *blocks[0])
+    pending = prefetch.submit(_prepare_block, engine, rngs, *blocks[0])
     try:
         for index, (start, length) in enumerate(blocks):
-            draws, Z, xbar_block, factor_block, steps_block = pending.result()
+            block = pending.result()
             if index + 1 < len(blocks):
-                pending = prefetch.submit(_prepare_block, batch, rngs, *blocks[index + 1])
-            route_noise = lambda_ * draws.route_uniform
+                pending = prefetch.submit(_prepare_block, engine, rngs, *blocks[index + 1])
             for j in range(length):
-                t = start + j + 1
-                n = draws.tasks[:, j]
-                target = W[n] if one else W[everyone, n]  # w_{n_t} of each row
-                xbar = xbar_block[:, j]
-                h = gate.gate_values(theta, xbar)  # Eq. (1)
-                if config.router == "gate":
-                    m = gate.route(h, route_noise[:, j])  # Eq. (2)
-                else:  # least_change: the expert Eq. (5) would move least
-                    norms = experts.change_norms(Z[:, j], factor_block[:, j], target[:, None, :] - expert_models)
-                    m = np.argmin(norms, axis=1)
-
-                # Eq. (5): only the selected expert learns the task,
-                # w <- w + X (X^T X)^{-1} X^T (w_{n_t} - w) (or gradient steps towards it).
-                if config.expert_update == "exact":
-                    def learn(models, Zj=Z[:, j], Lj=factor_block[:, j], target=target):
-                        return experts.projected_change(Zj, Lj, target - models)
-                else:
-                    def learn(models, Zj=Z[:, j], steps=steps_block[:, j], target=target):
-                        return experts.gradient_change(Zj, target - models, config.gradient_steps, steps)
-                selected = expert_models[everyone, m]
-                change = learn(selected)
-                selected += change
-                expert_models[everyone, m] = selected
-                errors[everyone, m] = row = error_rows(selected)
-                closest[everyone, m] = np.argmin(row, axis=1)
-                if config.sharing != "none":
-                    # Issue 9: once the gate is frozen, the selected expert's set (the experts
-                    # closest to the same truth) shares the round.
-                    in_set = (closest == closest[everyone, m][:, None]) & ~training[:, None]
-                    shared = experts.share_within_set(config.sharing, expert_models, in_set, m, learn)
-                    if shared.any():
-                        errors[shared] = error_rows(expert_models[shared], shared)
-                        closest[shared] = np.argmin(errors[shared], axis=2)
-
-                # Metrics: F_t over tasks i < t, then G_t over tasks i <= t.
-                total_before = np.sum(learned * errors, axis=(1, 2))
-                if t > 1:
-                    out["forgetting"][:, t - 1] = (total_before - error_when_learned) / (t - 1)
-                learned[everyone, m, n] += 1
-                current_error = errors[everyone, m, n]
-                error_when_learned += current_error
-                out["generalization"][:, t - 1] = total_before / t + current_error / t
-                if drift is not None and t > drift:
-                    learned_since_drift[everyone, m, n] += 1
-                    recent = np.sum(learned_since_drift * errors, axis=(1, 2))
-                    out["drift_generalization"][:, t - 1] = recent / (t - drift)
-                change_norm = np.sqrt(np.sum(change * change, axis=-1))
-
-                # Gate: re-opening and termination checks, then Eq. (9) while training.
-                routed[everyone, m] += 1
-                strikes, reopen = reopening.update(
-                    strikes, ~training, change_norm, config.reopen_threshold, config.reopen_patience
-                )
-                if reopen.any():  # explore again: every flag set, T1 rounds before the next check
-                    training |= reopen
-                    flags[reopen] = True
-                    check_after[reopen] = t + (T1 if one else T1[reopen])
-                flags, stop = termination.update(flags, h, m, t, check_after, Gamma)
-                first = stop & training & (out["termination_round"] < 0)
-                out["termination_round"][first] = t
-                training &= ~stop
-                out["gate_trained"][:, t - 1] = training
-                pi = gate.softmax(h)
-                grad = locality(pi, m, change_norm) + balance(pi, routed / t, alpha, t)
-                grad *= training[:, None]
-                gate.gate_step(theta, grad, xbar, eta, out=theta)  # Eq. (9)
-
-                out["tasks"][:, t - 1] = n
-                out["experts"][:, t - 1] = m
-                out["gate_values"][:, t - 1] = h
-                out["change_norm"][:, t - 1] = change_norm
-                out["closest_truth"][:, t - 1] = closest
+                now = _draw(engine, block, j, start + j + 1)
+                _route(engine, state, now)
+                _learn(engine, state, now)
+                _share(engine, state, now)
+                _tally(engine, state, now)
+                _update_gate(engine, state, now)
+                _record(state, now)
             bar.update(length)
     finally:
         bar.close()
         prefetch.shutdown(cancel_futures=True)
-    out["final_experts"] = expert_models
-    out["final_theta"] = theta
-    return out
-
-
-def _prepare_block(batch: _Batch, rngs: list, start: int, length: int):
-    """Draws, samples Z = X^T (R, c, s, d), gate inputs (Eq. (1)), Gram factors of a block,
-    and the gradient step sizes when the experts learn by gradient descent."""
-    config = batch.config
-    draws = draw_rounds(config, rngs, length, start)
-    Z = draws.noise
-    for each, pool, rows in zip(batch.configs, batch.pools, batch.slices):  # sigma_t, beta, V per configuration
-        samples(each, pool.V, draws.tasks[rows], draws.signal_pos[rows], draws.noise[rows], out=Z[rows])
-    xbar_block = np.sum(Z, axis=2)  # Eq. (1): sum of the columns of X_t
-    factor_block = experts.gram_factor(Z)  # X_t^T X_t = L L^T
-    steps_block = experts.gradient_step_size(Z) if config.expert_update == "gradient" else None
-    return draws, Z, xbar_block, factor_block, steps_block
-
+    return state.records

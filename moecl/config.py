@@ -26,9 +26,6 @@ from dataclasses import dataclass
 from ._checks import check_int, check_real
 
 FEATURE_MODELS = ("definition1", "isotropic")
-#: How the selected expert learns a task: Eq. (5) exactly, or ``gradient_steps`` steps
-#: of gradient descent on the task's squared loss (`moecl.experts.gradient_change`).
-EXPERT_UPDATES = ("exact", "gradient")
 #: The model error E_i(w) behind F_t and G_t: the paper's ``||w - w_n||^2`` or the
 #: Sigma-weighted ``(w - w_n)^T Sigma (w - w_n)`` (the test error under the features).
 ERROR_METRICS = ("euclidean", "sigma")
@@ -94,7 +91,7 @@ class Config:
         (`moecl.gate.LocalityReopening`); ``"window"``: its mean over the last
         ``reopen_patience`` frozen rounds exceeds ``reopen_threshold``
         (`moecl.gate.WindowReopening`); ``"at-drift"``: once, at ``drift_round + 1`` (a
-        reference that is told when the drift happens, `moecl.gate.ReopenAtDrift`).
+        reference that is told when the drift happens, `moecl.gate.AtDriftReopening`).
         anisotropy: ratio kappa >= 1 of the largest to the smallest variance of the
         noise features, covariance ``sigma_t**2 Sigma`` (`moecl.tasks.feature_variances`).
         error_metric: ``"euclidean"`` (the paper's model error) or ``"sigma"``
@@ -165,6 +162,7 @@ class Config:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
         if self.features not in FEATURE_MODELS:
             raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
+        from .experts import EXPERT_UPDATES
         from .gate import BALANCE_LOSSES, LOCALITY_LOSSES, REOPEN_RULES, ROUTERS, TERMINATION_RULES
 
         for name, allowed in (

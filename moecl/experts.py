@@ -103,6 +103,42 @@ def gradient_change(Z: np.ndarray, delta: np.ndarray, steps: int, step_size: np.
     return change
 
 
+class ExactUpdate:
+    """The selected expert learns the task exactly, Eq. (5): the change ``P_t (w_{n_t} - w)``.
+
+    Every update rule has two methods: `prepare`, the per-round constants it needs from the
+    samples of a block of rounds Z (R, c, s, d) (``None``: none beyond the Gram factors), and
+    `change`, the change of models w (R, d) given a round's samples Z (R, s, d), Gram factors
+    L (R, s, s), prepared constants and ``delta = w_{n_t} - w`` (R, d).
+    """
+
+    name = "exact"
+
+    def prepare(self, Z: np.ndarray):
+        return None
+
+    def change(self, Z, L, prepared, delta, steps: int) -> np.ndarray:
+        return projected_change(Z, L, delta)
+
+
+class GradientUpdate(ExactUpdate):
+    """``steps`` gradient steps on the task's squared loss instead of Eq. (5) (**book choice**,
+    book/strategies.md; `gradient_change`, with the step sizes of `gradient_step_size`)."""
+
+    name = "gradient"
+
+    def prepare(self, Z: np.ndarray):
+        return gradient_step_size(Z)
+
+    def change(self, Z, L, prepared, delta, steps: int) -> np.ndarray:
+        return gradient_change(Z, delta, steps, prepared)
+
+
+#: How the selected expert learns a task by name (``Config.expert_update``): Eq. (5)
+#: exactly, or ``Config.gradient_steps`` steps of gradient descent on the task's squared loss.
+EXPERT_UPDATES = {rule.name: rule for rule in (ExactUpdate(), GradientUpdate())}
+
+
 def change_norms(Z: np.ndarray, L: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     """``||P_t (w* - w^(m))||`` for every expert: how far Eq. (5) would move each one.
 
@@ -116,7 +152,7 @@ def change_norms(Z: np.ndarray, L: np.ndarray, deltas: np.ndarray) -> np.ndarray
 
 
 def share_within_set(rule: str, models: np.ndarray, in_set: np.ndarray, selected: np.ndarray, learn) -> np.ndarray:
-    """Spread the selected expert's round to the rest of its expert set (issue 9, section 4).
+    """Spread the selected expert's round to the rest of its expert set (**book choice**, book/sharing.md).
 
     rule: ``"update"``: every other expert k of the set learns the task too, by the
     same rule as the selected one, ``w^(k) <- w^(k) + learn(w^(k))`` (Eq. (5):

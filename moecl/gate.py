@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import experts
+
 
 def gate_input(X: np.ndarray) -> np.ndarray:
     """``xbar_t``: the sum of the columns of X_t (..., d, s) -> (..., d) (Eq. (1))."""
@@ -79,7 +81,7 @@ def load_balance_grad(pi: np.ndarray, frequency: np.ndarray, alpha: float, t: in
 
 
 def entropy_loss(pi: np.ndarray, alpha: float) -> np.ndarray:
-    """Entropy bonus in place of Eq. (7) (**book choice**, issue 9): ``L_ent = alpha sum_m pi_m log pi_m``.
+    """Entropy bonus in place of Eq. (7) (**book choice**, book/strategies.md): ``L_ent = alpha sum_m pi_m log pi_m``.
 
     Minimising it maximises the entropy ``H(pi) = -sum_m pi_m log pi_m`` of the routing
     probabilities of the current task, pushing the gate towards spreading tasks, without
@@ -142,7 +144,7 @@ class GapTermination:
         """Return (flags, stop): the new flags and whether the gate stops now (...,).
 
         ``T1`` is the exploration length, or an array (...,) of per-replicate rounds
-        before which no flag is cleared (after a re-opening, `LocalityReopening`).
+        before which no flag is cleared (after a re-opening, `REOPEN_RULES`).
         """
         if np.ndim(T1) == 0:
             if t <= T1:
@@ -168,22 +170,26 @@ class NoTermination(GapTermination):
 TERMINATION_RULES = {rule.name: rule for rule in (GapTermination(), NoTermination())}
 
 
-class NeverReopen:
-    """The paper: once terminated, the gate stays frozen for good."""
+class NeverReopening:
+    """The paper: once terminated, the gate stays frozen for good.
+
+    Every re-opening rule has the same two methods: `initial_state`, the rule's memory of
+    a frozen gate (here and for ``"locality"`` a count per replicate), and `update`.
+    """
 
     name = "never"
 
     def initial_state(self, replicates: int, config):
-        """The rule's memory for ``replicates`` replicates of ``config``: a count of strikes each."""
+        """The rule's memory for ``replicates`` replicates of ``config``: a count per replicate."""
         return np.zeros(replicates, dtype=np.int64)
 
-    def update(self, strikes, terminated, change_norm, threshold: float, patience: int):
-        """Return (strikes, reopen): updated counters and which replicates re-open now."""
-        return strikes, np.zeros(np.shape(terminated), dtype=bool)
+    def update(self, state, terminated, change_norm, threshold: float, patience: int):
+        """Return (state, reopen): the updated memory and which replicates re-open now."""
+        return state, np.zeros(np.shape(terminated), dtype=bool)
 
 
-class LocalityReopening(NeverReopen):
-    """Re-open a terminated gate when the locality loss stays high (**book choice**, issue 9).
+class LocalityReopening(NeverReopening):
+    """Re-open a terminated gate when the locality loss stays high (**book choice**, book/drift.md).
 
     After termination the selected expert of a well-routed task barely moves. When its
     change ``||w_t - w_{t-1}||`` (what the locality loss Eq. (6) weighs) exceeds
@@ -194,10 +200,11 @@ class LocalityReopening(NeverReopen):
 
     name = "locality"
 
-    def update(self, strikes, terminated, change_norm, threshold: float, patience: int):
-        strikes = np.where(terminated & (change_norm > threshold), strikes + 1, 0)
-        reopen = strikes >= patience
-        return np.where(reopen, 0, strikes), reopen
+    def update(self, state, terminated, change_norm, threshold: float, patience: int):
+        """``state``: the number of large changes in a row (the drift chapter's "strikes")."""
+        state = np.where(terminated & (change_norm > threshold), state + 1, 0)
+        reopen = state >= patience
+        return np.where(reopen, 0, state), reopen
 
 
 @dataclass
@@ -212,8 +219,8 @@ class ChangeWindow:
     frozen: np.ndarray
 
 
-class WindowReopening(NeverReopen):
-    """Re-open a frozen gate while its experts keep moving (**book choice**, issue 9).
+class WindowReopening(NeverReopening):
+    """Re-open a frozen gate while its experts keep moving (**book choice**, book/drift.md).
 
     Let ``c_t = ||w_t - w_{t-1}||`` be the selected expert's change in round t, the factor
     that the locality loss Eq. (6) weighs. Over the rounds since the gate last terminated,
@@ -250,14 +257,14 @@ class WindowReopening(NeverReopen):
 
 @dataclass
 class RoundClock:
-    """Memory of `ReopenAtDrift`: the rounds seen so far (R,) and the drift round (None: no drift)."""
+    """Memory of `AtDriftReopening`: the rounds seen so far (R,) and the drift round (None: no drift)."""
 
     rounds: np.ndarray
     drift_round: int | None
 
 
-class ReopenAtDrift(NeverReopen):
-    """Re-open every frozen gate in round ``drift_round + 1``: a rule that is *told* the drift (issue 9).
+class AtDriftReopening(NeverReopening):
+    """Re-open every frozen gate in round ``drift_round + 1``: a rule that is *told* the drift (book/drift.md).
 
     Not a learner's rule (no learner knows T_d): a reference that bounds what a detector such as
     `WindowReopening` can reach with the same re-exploration. ``threshold`` and ``patience`` are unused.
@@ -276,10 +283,36 @@ class ReopenAtDrift(NeverReopen):
 
 
 #: Re-opening strategies by name (``Config.reopen``).
-REOPEN_RULES = {rule.name: rule for rule in (NeverReopen(), LocalityReopening(), WindowReopening(), ReopenAtDrift())}
+REOPEN_RULES = {rule.name: rule for rule in (NeverReopening(), LocalityReopening(), WindowReopening(), AtDriftReopening())}
 
 
-#: Routers by name (``Config.router``): the noisy top-1 gate of Eq. (2), or the
-#: SEED-style rule that picks the expert whose Eq. (5) change would be smallest
-#: (`moecl.experts.change_norms`; issue 9, a linear analogue of Rypesc et al. 2024).
-ROUTERS = ("gate", "least_change")
+class GateRouter:
+    """Noisy top-1 routing by the gate, Eq. (2): ``m_t = argmax_m h_m + r^(m)``.
+
+    Every router has the method `choose`: from the gate values h (R, M), the routing noise
+    (R, M), the round's samples Z (R, s, d) with their Gram factors L (R, s, s), the
+    ground truths w_{n_t} (R, d) and the experts' models (R, M, d), the expert of each row.
+    """
+
+    name = "gate"
+
+    def choose(self, h, noise, Z, L, target, models) -> np.ndarray:
+        return route(h, noise)
+
+
+class LeastChangeRouter(GateRouter):
+    """The expert that Eq. (5) would move least (**book choice**, book/strategies.md).
+
+    A linear analogue of SEED (Rypesc et al. 2024): `moecl.experts.change_norms` of every
+    expert from the task's data; the gate's values and noise are not used (ties go to the
+    lowest index).
+    """
+
+    name = "least_change"
+
+    def choose(self, h, noise, Z, L, target, models) -> np.ndarray:
+        return np.argmin(experts.change_norms(Z, L, target[:, None, :] - models), axis=1)
+
+
+#: Routers by name (``Config.router``).
+ROUTERS = {router.name: router for router in (GateRouter(), LeastChangeRouter())}

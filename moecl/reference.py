@@ -92,7 +92,7 @@ def simulate_one(config: Config, seed: int = 0, replicate: int = 0, pool: Pool |
             experts[m] = learn(old)
             change_norm = np.linalg.norm(experts[m] - old)
 
-            # Sharing within the expert set once the gate has terminated (issue 9).
+            # Sharing within the expert set once the gate has terminated (book/sharing.md).
             if config.sharing != "none" and not training:
                 own = closest(experts[m])
                 members = [k for k in range(M) if closest(experts[k]) == own]

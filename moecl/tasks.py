@@ -71,7 +71,7 @@ def replicate_indices(replicates) -> np.ndarray:
 
 
 def make_pool(config: Config, rng: np.random.Generator) -> Pool:
-    """Draw the pool (book choice, THEORY.md section 1).
+    """Draw the pool (book choice, book/choices.md section 1).
 
     Without clusters ``w_n ~ N(0, sigma0^2 I_d)``. With ``K`` clusters, centres
     ``c_k ~ N(0, sigma0^2 I_d)`` and ``w_n = c_{n mod K} + cluster_spread * sigma0 * z``
@@ -213,7 +213,7 @@ def feature_matrices(config: Config, V: np.ndarray, tasks, signal_pos, noise) ->
 
 
 def feature_variances(d: int, anisotropy: float = 1.0) -> np.ndarray:
-    """The diagonal of the feature covariance Sigma (issue 9, section 6; **book choice**).
+    """The diagonal of the feature covariance Sigma (**book choice**, book/similarity.md and book/choices.md section 9).
 
     Variances fall geometrically along the coordinates from the largest to the smallest,
     ``anisotropy`` (``kappa >= 1``) being their ratio, and are normalised to mean 1 so

@@ -1,4 +1,4 @@
-"""Drift and re-opening (issue 9, section 5; book/drift.md): the windowed re-opening rule,
+"""Drift and re-opening (book/drift.md): the windowed re-opening rule,
 its agreement with the plain oracle, and the registered ``drift`` experiment."""
 
 import numpy as np
@@ -8,6 +8,7 @@ import moecl
 from moecl import gate
 from moecl.experiments import DRIFT_RULES, DRIFT_SCALES, EXPERIMENTS, drift_round, run_experiment, windowed_mean
 from moecl.reference import simulate_one
+from same_records import assert_same_records
 from moecl.results import STATISTICS
 
 R, T = 3, 40  # tiny
@@ -58,10 +59,8 @@ def test_window_rule_in_the_engine_equals_the_oracle():
     assert np.all(restarts >= 1)  # the case is not vacuous: every gate re-opens
     for k in range(3):
         oracle = simulate_one(config, seed=7, replicate=k)
-        np.testing.assert_array_equal(result.gate_trained[k], oracle["gate_trained"])
-        np.testing.assert_array_equal(result.experts[k], oracle["experts"])
-        np.testing.assert_allclose(result.drift_generalization[k], oracle["drift_generalization"], rtol=1e-7, atol=1e-9)
-        np.testing.assert_allclose(result.final_theta[k], oracle["final_theta"], atol=1e-9)
+        assert_same_records(result, oracle, ["gate_trained", "experts", "drift_generalization", "final_theta"],
+                            row=k, rtol=1e-7, atol=1e-9)
 
 
 def test_told_rule_reopens_exactly_after_the_drift_round_as_the_oracle_does():
@@ -73,8 +72,7 @@ def test_told_rule_reopens_exactly_after_the_drift_round_as_the_oracle_does():
     assert np.all(result.gate_trained[:, 120])  # ...and training again in round T_d + 1
     for k in range(2):
         oracle = simulate_one(config, seed=4, replicate=k)
-        np.testing.assert_array_equal(result.gate_trained[k], oracle["gate_trained"])
-        np.testing.assert_allclose(result.final_theta[k], oracle["final_theta"], atol=1e-9)
+        assert_same_records(result, oracle, ["gate_trained", "final_theta"], row=k, rtol=1e-7, atol=1e-9)
     no_drift = moecl.simulate(config.replace(drift_round=None), replicates=[0], seed=4)
     assert no_drift.termination_round[0] > 0 and not no_drift.gate_trained[0, 120:].any()
 

@@ -119,12 +119,12 @@ def test_engine_records_match_stored_digests(name):
 
 def test_digest_cases_cover_every_strategy():
     """Every registered value of every strategy field appears in some case."""
-    from moecl import config as config_module, gate
+    from moecl import config as config_module, experts, gate
 
     configs = [c for case in CASES.values() for c in (case if isinstance(case, list) else [case])]
     strategies = {
         "termination": gate.TERMINATION_RULES, "reopen": gate.REOPEN_RULES, "balance_loss": gate.BALANCE_LOSSES,
-        "locality_loss": gate.LOCALITY_LOSSES, "router": gate.ROUTERS, "expert_update": config_module.EXPERT_UPDATES,
+        "locality_loss": gate.LOCALITY_LOSSES, "router": gate.ROUTERS, "expert_update": experts.EXPERT_UPDATES,
         "sharing": config_module.SHARING_RULES, "error_metric": config_module.ERROR_METRICS,
         "features": config_module.FEATURE_MODELS,
     }

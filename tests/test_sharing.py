@@ -25,6 +25,7 @@ from moecl.theory.phase_model import (
     update_law,
 )
 from moecl.theory import SYMBOLS as sym
+from same_records import assert_same_records
 
 RTOL = 1e-10
 
@@ -81,14 +82,13 @@ def test_sharing_off_is_unchanged(N, M, K, T1):
     old = phase_model_expectations(W, 0.6, M, 40, T1, Q2)
     off = phase_model_expectations(W, 0.6, M, 40, T1, Q2, sharing="none")
     stacked = expectations_over_routings(W, 0.6, M, 40, T1, Q2[None], sharing="none")
+    assert_same_records(off, old)
+    assert_same_records(stacked, old)
     for name in old:
-        np.testing.assert_array_equal(off[name], old[name])
-        np.testing.assert_array_equal(stacked[name], old[name])
         _close(old[name], theory.curves(W, 0.6, M, 40, T1, K=K)[name])
     runs = simulate_phase_model(W, 10, 3, M, 25, T1, Q2, replicates=20, seed=4)
     again = simulate_phase_model(W, 10, 3, M, 25, T1, Q2, replicates=20, seed=4, sharing="none")
-    for name in runs:
-        np.testing.assert_array_equal(again[name], runs[name])
+    assert_same_records(again, runs)
 
 
 @pytest.mark.parametrize("N, M, K", [(4, 4, None), (6, 3, None), (5, 2, None), (6, 3, 3)])
@@ -101,10 +101,8 @@ def test_sets_of_one_expert_change_nothing(N, M, K):
     on = phase_model_expectations(W, 0.7, M, 30, 6, Q2, sharing="update")
     runs_off = simulate_phase_model(W, 10, 3, M, 20, 6, Q2, replicates=15, seed=5)
     runs_on = simulate_phase_model(W, 10, 3, M, 20, 6, Q2, replicates=15, seed=5, sharing="update")
-    for name in off:
-        np.testing.assert_array_equal(on[name], off[name])
-    for name in runs_off:
-        np.testing.assert_array_equal(runs_on[name], runs_off[name])
+    assert_same_records(on, off)
+    assert_same_records(runs_on, runs_off)
     if N % M == 0:  # balanced: the closed form's phase-2 factor is rho itself
         assert theory.sharing_curves(W, 0.7, M, 30, 6, Q2)["rho_s"] == pytest.approx(1 - 0.3 / M, rel=1e-15)
 
@@ -121,8 +119,7 @@ def test_sharing_starts_after_exploration():
         assert np.all(on[name][T1:] != off[name][T1:])
     runs_off = simulate_phase_model(W, 10, 3, M, T, T1, replicates=10, seed=6)
     runs_on = simulate_phase_model(W, 10, 3, M, T, T1, replicates=10, seed=6, sharing="update")
-    np.testing.assert_array_equal(runs_on["tasks"], runs_off["tasks"])
-    np.testing.assert_array_equal(runs_on["experts"], runs_off["experts"])
+    assert_same_records(runs_on, runs_off, ["tasks", "experts"])
     np.testing.assert_array_equal(runs_on["generalization"][:, :T1], runs_off["generalization"][:, :T1])
     assert not np.array_equal(runs_on["generalization"][:, T1:], runs_off["generalization"][:, T1:])
 

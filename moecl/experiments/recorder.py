@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..algorithm import BATCHABLE_FIELDS, SimulationResult, simulate, simulate_many
+from ..algorithm import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round, simulate, simulate_many
 from ..config import Config
 from ..metrics import routing_purity
 from ..results import STATISTICS, make_header, summarise
@@ -85,7 +85,7 @@ class Recorder:
         done = 0
         for items in groups.values():
             config = items[0][1]
-            per_setting = self.R * config.T * (10 * config.M + 49)  # bytes of per-round records
+            per_setting = self.R * config.T * record_bytes_per_round(config)
             size = max(1, int(budget_bytes // per_setting))
             for first in range(0, len(items), size):
                 chunk = items[first:first + size]
