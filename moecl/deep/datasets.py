@@ -24,15 +24,31 @@ Loaders
 the 8 x 8 handwritten digits that ship with scikit-learn) each return an
 `ImageDataset`: float32 images ``N x C x H x W`` in [0, 1], int64 labels, class names
 and a ``source`` string saying which data it is. A missing file raises
-`FileNotFoundError` and a corrupt or truncated one `ValueError`, both naming the path;
-nothing is cached, so a failed load leaves no half-loaded data behind.
+`FileNotFoundError`, an unreadable one (permissions) `PermissionError` and a corrupt,
+truncated or implausible one `DataError` (a `ValueError`), each in one line naming the
+path; nothing is cached, so a failed load leaves no half-loaded data behind.
+
+Robustness: stray files beside the official ones (``data_batch_1.bak``, ``.part``) are
+ignored; sizes are checked before anything is allocated (IDX headers whose sizes
+overflow, gzip members that decompress to more than the format allows, images larger
+than `MAX_IMAGE_PIXELS`, CIFAR arrays larger than their file could hold); the CIFAR
+unpickler admits numpy arrays and nothing else; Tiny ImageNet class ids and annotation
+paths cannot leave the data set's folder.
+
+Data sources are explicit: when ``MOECL_DATA`` is set but missing or holds no data set,
+`check_data_dir` refuses (`DataDirError`) and `load_digits` does not fall back to
+scikit-learn's digits; the fallback, where allowed (no ``MOECL_DATA``), says so on
+stderr and in the data set's ``source``.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -74,6 +90,28 @@ CIFAR100_FOLDER = "cifar-100-python"
 
 
 TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
+
+
+#: The folders (inside the data directory) of the data sets the loaders read.
+DATASET_FOLDERS = (MNIST_FOLDER, "MNIST", CIFAR10_FOLDER, CIFAR100_FOLDER, TINY_IMAGENET_FOLDER)
+
+
+#: Largest image (pixels) the loaders decode: Tiny ImageNet's are 64 x 64, so a larger one is
+#: a damaged or hostile file (a decompression bomb), refused before it is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+#: Largest IDX payload (values) accepted: the MNIST training images hold 47 million; a
+#: header promising more is corrupt, and the gzip stream is never decompressed past it.
+MAX_IDX_VALUES = 2**28
+
+
+class DataError(ValueError):
+    """A data file that is corrupt, truncated or implausible (the message names the path)."""
+
+
+class DataDirError(FileNotFoundError):
+    """``MOECL_DATA`` names a folder that is missing or holds no data set."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +164,32 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(data_dir).expanduser()
 
 
+def data_dir_is_explicit() -> bool:
+    """Whether ``MOECL_DATA`` is set (then the data must be there: no fallback)."""
+    return bool(os.environ.get(DATA_ENV))
+
+
+def check_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory, checked: ``MOECL_DATA`` (or ``data_dir``) must be a folder holding a data set.
+
+    Raises `DataDirError` (a `FileNotFoundError`), naming the folder, when it is missing,
+    not a folder, or holds none of the data sets' folders (`DATASET_FOLDERS`) nor MNIST's
+    files. Without ``data_dir`` and ``MOECL_DATA`` the default folder is returned unchecked.
+    """
+    if data_dir is None and not data_dir_is_explicit():
+        return resolve_data_dir()
+    root = resolve_data_dir(data_dir)
+    where = f"{DATA_ENV}={root}" if data_dir is None else str(root)
+    if not root.exists():
+        raise DataDirError(f"{where} does not exist")
+    if not root.is_dir():
+        raise DataDirError(f"{where} is not a folder")
+    if not any((root / name).is_dir() for name in DATASET_FOLDERS) and find_mnist(root) is None:
+        raise DataDirError(f"{where} holds no data set (none of {', '.join(DATASET_FOLDERS)}); "
+                           "fill it with data_scripts/download.py")
+    return root
+
+
 def _to_unit_float(images: np.ndarray) -> np.ndarray:
     """uint8 pixels 0..255 -> float32 in [0, 1]."""
     return images.astype(np.float32) / np.float32(255.0)
@@ -134,7 +198,7 @@ def _to_unit_float(images: np.ndarray) -> np.ndarray:
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{path}: labels outside 0..{num_classes - 1} "
+        raise DataError(f"{path}: labels outside 0..{num_classes - 1} "
                          f"(found {labels.min()}..{labels.max()}); the file is corrupt")
     return labels
 
@@ -144,34 +208,59 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Layout: two zero bytes, a type byte (0x08 = unsigned byte), a byte giving the number
     of dimensions, one big-endian uint32 per dimension, then the values in C order.
-    Raises `FileNotFoundError` if absent and `ValueError` if the header is wrong or the
-    file is truncated or has trailing bytes.
+    Raises `FileNotFoundError` if absent, `PermissionError` if unreadable and `DataError`
+    if the header is wrong, promises more than `MAX_IDX_VALUES` values, or the file is
+    truncated or has trailing bytes. A gzip file is never decompressed past the size its
+    header promises (a decompression bomb stops there).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            raw = path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else _open_binary(path)) as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            if head[2] != 0x08:
+                raise DataError(f"{path}: IDX type code {head[2]:#04x} is not 0x08 (unsigned byte)")
+            ndim = head[3]
+            dims = handle.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int(n) for n in np.frombuffer(dims, dtype=">u4", count=ndim))
+            expected = math.prod(shape)  # Python ints: no overflow
+            if expected > MAX_IDX_VALUES:
+                raise DataError(f"{path}: IDX header promises {expected:,} values of shape {shape}, more than "
+                                f"the {MAX_IDX_VALUES:,} an MNIST file can hold; the file is corrupt")
+            payload = handle.read(expected + 1)
+    except PermissionError as error:
+        raise PermissionError(f"{path}: permission denied ({error.strerror or error})") from error
     except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: cannot decompress ({error}); the file is corrupt or truncated") from error
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: IDX type code {raw[2]:#04x} is not 0x08 (unsigned byte)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = tuple(int(n) for n in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
-        raise ValueError(f"{path}: IDX header promises {expected} values of shape {shape} "
-                         f"but the file holds {len(raw) - header}; it is truncated or corrupt")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+        raise DataError(f"{path}: cannot decompress ({error}); the file is corrupt or truncated") from error
+    if len(payload) != expected:
+        found = f"more than {expected}" if len(payload) > expected else str(len(payload))
+        raise DataError(f"{path}: IDX header promises {expected} values of shape {shape} "
+                        f"but the file holds {found}; it is truncated or corrupt")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+
+
+def _open_binary(path: Path):
+    """``open(path, "rb")`` with a permission error that names the path in one line."""
+    try:
+        return open(path, "rb")
+    except PermissionError as error:
+        raise PermissionError(f"{path}: permission denied ({error.strerror or error})") from error
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file of a data set; a file that is not UTF-8 is a `DataError` naming it."""
+    with _open_binary(path) as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); "
+                        "the file is corrupt") from error
 
 
 def _mnist_path(folder: Path, stem: str) -> Path | None:
@@ -212,10 +301,10 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> ImageDataset:
     for split in ("train", "test"):
         (images, image_path), (labels, label_path) = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1:
-            raise ValueError(f"{image_path}: expected images N x H x W and labels N, "
+            raise DataError(f"{image_path}: expected images N x H x W and labels N, "
                              f"got {images.shape} and {labels.shape} ({label_path})")
         if len(images) != len(labels):
-            raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+            raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
     return ImageDataset(
         name="mnist",
         train_images=_to_unit_float(arrays["train_images"][0][:, None]),
@@ -262,13 +351,22 @@ def load_sklearn_digits(test_every: int = 4, note: str = "") -> ImageDataset:
 def load_digits(data_dir: str | os.PathLike | None = None, *, fallback: bool = True) -> ImageDataset:
     """Handwritten digits: MNIST when the data directory has it, else scikit-learn's digits.
 
-    The fallback happens only when no MNIST file is present at all; a partial or corrupt
-    MNIST raises, as in `load_mnist`. The ``source`` of the result says which data it is,
+    The fallback happens only when no MNIST file is present at all, and never while
+    ``MOECL_DATA`` is set (the data directory is then explicit: `check_data_dir`); it is
+    announced in one line on stderr. A partial or corrupt MNIST raises, as in `load_mnist`. The ``source`` of the result says which data it is,
     e.g. ``"scikit-learn digits (8x8, UCI optdigits) (fallback: MNIST not found in /x)"``.
     """
+    if data_dir is None and data_dir_is_explicit():  # MOECL_DATA set: its data or nothing
+        root = check_data_dir()
+        if find_mnist(root) is None:
+            raise FileNotFoundError(f"MNIST not found in {DATA_ENV}={root} (no {MNIST_FOLDER}/ folder); "
+                                    "no fallback to scikit-learn's digits while MOECL_DATA is set")
+        return load_mnist(root)
     root = resolve_data_dir(data_dir)
     if find_mnist(root) is not None or not fallback:
         return load_mnist(root)
+    print(f"moecl: note: MNIST not found in {root}; using scikit-learn's 8 x 8 digits instead "
+          f"(set {DATA_ENV} to a folder with MNIST, data_scripts/download.py)", file=sys.stderr)
     return load_sklearn_digits(note=f"fallback: MNIST not found in {root}")
 
 
@@ -288,13 +386,40 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that refuses every global except numpy's array reconstruction.
 
     Unpickling can run arbitrary code; the CIFAR batches only need dicts, lists, bytes,
-    numbers and numpy arrays, so nothing else is allowed.
+    numbers and numpy arrays, so nothing else is allowed. An array whose size exceeds
+    ``limit`` bytes (the size of the file: every array's data must come from it) is
+    refused before it is allocated.
     """
 
+    def __init__(self, handle, limit: int, **kwargs):
+        super().__init__(handle, **kwargs)
+        self.limit = limit
+
     def find_class(self, module, name):
-        if (module, name) in _PICKLE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        found = super().find_class(module, name)
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype, *args):
+                self._check_size(shape, dtype)
+                return found(subtype, shape, dtype, *args)
+            return reconstruct
+        if name == "_frombuffer":
+            def frombuffer(buffer, dtype, shape, *args):
+                self._check_size(shape, dtype)
+                return found(buffer, dtype, shape, *args)
+            return frombuffer
+        return found
+
+    def _check_size(self, shape, dtype) -> None:
+        try:
+            count = math.prod(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            size = count * np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as error:
+            raise pickle.UnpicklingError(f"array of shape {shape!r} and dtype {dtype!r}: {error}") from None
+        if count < 0 or size > self.limit:
+            raise pickle.UnpicklingError(f"an array of shape {shape!r} ({size:,} bytes) is larger than the file "
+                                         f"({self.limit:,} bytes) could hold")
 
 
 def read_cifar_pickle(path: str | os.PathLike) -> dict:
@@ -307,14 +432,14 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR file not found: {path}")
     try:
-        with path.open("rb") as handle:
-            entry = _CifarUnpickler(handle, encoding="latin1").load()
+        with _open_binary(path) as handle:
+            entry = _CifarUnpickler(handle, os.fstat(handle.fileno()).st_size, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, ImportError, MemoryError, OverflowError) as error:
-        raise ValueError(f"{path}: not a readable CIFAR python pickle ({type(error).__name__}: {error}); "
+        raise DataError(f"{path}: not a readable CIFAR python pickle ({type(error).__name__}: {error}); "
                          "the file is corrupt or truncated") from error
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: a CIFAR batch must be a dict, found {type(entry).__name__}")
+        raise DataError(f"{path}: a CIFAR batch must be a dict, found {type(entry).__name__}")
 
     def text(value):
         return value.decode("latin1") if isinstance(value, bytes) else value
@@ -328,14 +453,14 @@ def _cifar_batch(path: Path, label_keys: Sequence[str]) -> tuple[np.ndarray, lis
     entry = read_cifar_pickle(path)
     missing = [key for key in ("data", *label_keys) if key not in entry]
     if missing:
-        raise ValueError(f"{path}: CIFAR batch lacks the key(s) {missing} (has {sorted(entry)})")
+        raise DataError(f"{path}: CIFAR batch lacks the key(s) {missing} (has {sorted(entry)})")
     data = np.asarray(entry["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: 'data' must be uint8 rows of 3072 values, got {data.dtype} {data.shape}")
+        raise DataError(f"{path}: 'data' must be uint8 rows of 3072 values, got {data.dtype} {data.shape}")
     labels = [np.asarray(entry[key], dtype=np.int64) for key in label_keys]
     for key, label in zip(label_keys, labels):
         if label.shape != (len(data),):
-            raise ValueError(f"{path}: {len(data)} images but '{key}' has shape {label.shape}")
+            raise DataError(f"{path}: {len(data)} images but '{key}' has shape {label.shape}")
     # Each row is the red, green and blue 32 x 32 planes in turn: reshape gives C x H x W.
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -344,7 +469,7 @@ def _cifar_meta(path: Path, keys: Sequence[str]) -> list[tuple[str, ...]]:
     entry = read_cifar_pickle(path)
     missing = [key for key in keys if key not in entry]
     if missing:
-        raise ValueError(f"{path}: CIFAR meta file lacks the key(s) {missing} (has {sorted(entry)})")
+        raise DataError(f"{path}: CIFAR meta file lacks the key(s) {missing} (has {sorted(entry)})")
     return [tuple(str(name) for name in entry[key]) for key in keys]
 
 
@@ -358,7 +483,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageDataset:
     folder = resolve_data_dir(data_dir) / CIFAR10_FOLDER
     if not folder.is_dir():
         raise FileNotFoundError(f"CIFAR-10 not found: no folder {folder}")
-    batches = sorted(folder.glob("data_batch_[0-9]*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    # data_batch_<k> exactly: stray files beside them (data_batch_1.bak, data_batch_2.part) are ignored
+    batches = sorted((path for path in folder.glob("data_batch_*") if re.fullmatch(r"data_batch_[0-9]+", path.name)
+                      and path.is_file()), key=lambda p: int(p.name.rsplit("_", 1)[1]))
     if not batches:
         raise FileNotFoundError(f"CIFAR-10 training batches missing: no {folder / 'data_batch_1'}")
     (class_names,) = _cifar_meta(folder / "batches.meta", ["label_names"])
@@ -410,10 +537,16 @@ def _read_rgb(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with Image.open(path) as image:
+        with _open_binary(path) as handle, Image.open(handle) as image:
+            width, height = image.size  # from the header, before any pixel is decoded
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: image of {width} x {height} pixels is larger than {MAX_IMAGE_PIXELS:,} "
+                                "pixels (a decompression bomb?); refused")
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{path}: cannot decode image ({error}); the file is corrupt or truncated") from error
+    except (DataError, PermissionError):
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{path}: cannot decode image ({error}); the file is corrupt or truncated") from error
 
 
 def _stack_images(paths: Sequence[Path]) -> np.ndarray:
@@ -424,7 +557,7 @@ def _stack_images(paths: Sequence[Path]) -> np.ndarray:
     shape = arrays[0].shape
     for path, array in zip(paths, arrays):
         if array.shape != shape:
-            raise ValueError(f"{path}: image of size {array.shape[:2]} differs from {paths[0]} ({shape[:2]})")
+            raise DataError(f"{path}: image of size {array.shape[:2]} differs from {paths[0]} ({shape[:2]})")
     return _to_unit_float(np.stack(arrays).transpose(0, 3, 1, 2))
 
 
@@ -447,9 +580,12 @@ def load_tiny_imagenet(
     wnids_path = folder / "wnids.txt"
     if not wnids_path.is_file():
         raise FileNotFoundError(f"Tiny ImageNet not found: no {wnids_path}")
-    wnids = [line.strip() for line in wnids_path.read_text().splitlines() if line.strip()]
+    wnids = [line.strip() for line in _read_text(wnids_path).splitlines() if line.strip()]
     if not wnids or len(set(wnids)) != len(wnids):
-        raise ValueError(f"{wnids_path}: must list distinct class ids, one per line")
+        raise DataError(f"{wnids_path}: must list distinct class ids, one per line")
+    for wnid in wnids:  # folder names: nothing that could leave train/
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", wnid):
+            raise DataError(f"{wnids_path}: class id {wnid[:40]!r} is not a plain folder name; the file is corrupt")
     if classes is None:
         chosen = list(wnids)
     else:
@@ -471,7 +607,9 @@ def load_tiny_imagenet(
     words = {}
     words_path = folder / "words.txt"
     if words_path.is_file():
-        for line in words_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with _open_binary(words_path) as handle:
+            words_text = handle.read().decode("utf-8", errors="replace")
+        for line in words_text.splitlines():
             wnid, _, description = line.partition("\t")
             words[wnid.strip()] = description.split(",")[0].strip()
 
@@ -492,16 +630,21 @@ def load_tiny_imagenet(
         raise FileNotFoundError(f"Tiny ImageNet validation labels missing: {annotations}")
     index = {wnid: label for label, wnid in enumerate(chosen)}
     test_paths, test_labels = [], []
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    images_folder = (folder / "val" / "images").resolve()
+    for number, line in enumerate(_read_text(annotations).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2:
-            raise ValueError(f"{annotations}, line {number}: expected '<file>\\t<wnid>\\t...', got {line!r}")
+            raise DataError(f"{annotations}, line {number}: expected '<file>\\t<wnid>\\t...', got {line!r}")
         if fields[1] not in wnids:
-            raise ValueError(f"{annotations}, line {number}: wnid {fields[1]!r} is not in {wnids_path}")
+            raise DataError(f"{annotations}, line {number}: wnid {fields[1]!r} is not in {wnids_path}")
+        image_path = folder / "val" / "images" / fields[0]
+        if Path(fields[0]).is_absolute() or not image_path.resolve().is_relative_to(images_folder):
+            raise DataError(f"{annotations}, line {number}: image {fields[0]!r} lies outside {images_folder}; "
+                            "the file is corrupt or hostile")
         if fields[1] in index:
-            test_paths.append(folder / "val" / "images" / fields[0])
+            test_paths.append(image_path)
             test_labels.append(index[fields[1]])
     order = np.argsort([str(p) for p in test_paths], kind="stable")
     test_paths = [test_paths[i] for i in order]
