@@ -39,6 +39,20 @@ SHARING_RULES = ("none", "update", "average")
 BOOK_CONSTANTS = {"Gamma": 1.0, "lambda_": 1.0, "eta": 1.0, "alpha": 1.0}
 _EXPONENTS = {"Gamma": 1.25, "lambda_": 1.25, "eta": 0.5, "alpha": 0.5}
 
+#: Integer fields (counts, sizes, rounds) and real fields (scales) of `Config`. Values are
+#: stored as plain ``int`` and ``float`` (numpy scalars are converted), so `Config.as_dict`
+#: is JSON-serialisable; a string such as ``"0.1"`` is refused (``ValueError`` naming the field).
+INT_FIELDS = ("d", "s", "N", "M", "T", "T1", "K", "gradient_steps", "drift_round", "drift_count", "reopen_patience")
+REAL_FIELDS = ("sigma0", "eta", "alpha", "lambda_", "Gamma", "beta", "sigma_t", "v_norm", "cluster_spread",
+               "reopen_threshold", "anisotropy")
+#: Upper bound of every integer field (a sanity bound: memory is checked per run by
+#: `moecl.limits.check_memory`), and the tighter one of ``gradient_steps``.
+MAX_COUNT = 10**9
+MAX_GRADIENT_STEPS = 10_000
+#: Sane range of the scales: positive scales lie in [`MIN_SCALE`, `MAX_SCALE`], the others
+#: at most `MAX_SCALE` (beyond it float64 arithmetic of the model over- or underflows).
+MIN_SCALE, MAX_SCALE = 1e-6, 1e6
+
 
 @dataclass(frozen=True)
 class Config:
@@ -131,41 +145,46 @@ class Config:
     error_metric: str = "euclidean"
 
     def __post_init__(self) -> None:
+        self._normalise_numbers()
         for name in ("d", "s", "N", "M", "T"):
-            check_int(name, getattr(self, name), minimum=1)
+            _check_count(name, getattr(self, name), minimum=1)
         if self.s >= self.d:
             raise ValueError(
                 f"s={self.s} must be smaller than d={self.d}: the model is "
                 "overparameterised (fewer samples per task than dimensions)"
             )
-        check_real("sigma0", self.sigma0, low=0.0, low_open=True)
+        _check_scale("sigma0", self.sigma0, positive=True, high=MAX_SCALE**0.8,
+                     why="Gamma and lambda_ derived from it, sigma0**1.25, must stay below 1e6")
         for name, exponent in _EXPONENTS.items():
             if getattr(self, name) is None:
                 value = BOOK_CONSTANTS[name] * self.sigma0**exponent
                 object.__setattr__(self, name, float(value))
-        check_real("eta", self.eta, low=0.0, low_open=True)
-        check_real("alpha", self.alpha, low=0.0)
-        check_real("lambda_", self.lambda_, low=0.0)
-        check_real("Gamma", self.Gamma, low=0.0)
+        _check_scale("eta", self.eta, positive=True, low=0.0)
+        _check_scale("alpha", self.alpha)
+        _check_scale("lambda_", self.lambda_)
+        _check_scale("Gamma", self.Gamma)
         if self.T1 is None:
-            object.__setattr__(self, "T1", int(math.ceil(self.M / self.eta)))
-        check_int("T1", self.T1, minimum=0)
-        check_real("beta", self.beta, low=0.0, low_open=True)
-        check_real("sigma_t", self.sigma_t, low=0.0, low_open=True)
+            T1 = math.ceil(self.M / self.eta)
+            if T1 > MAX_COUNT:
+                raise ValueError(f"eta={self.eta!r} is too small: T1 = ceil(M / eta) = {T1:.3g} rounds exceeds "
+                                 f"{MAX_COUNT:.0e}")
+            object.__setattr__(self, "T1", int(T1))
+        _check_count("T1", self.T1, minimum=0)
+        _check_scale("beta", self.beta, positive=True)
+        _check_scale("sigma_t", self.sigma_t, positive=True)
         if self.v_norm is None:
             object.__setattr__(self, "v_norm", float(math.sqrt(self.d)))
-        check_real("v_norm", self.v_norm, low=0.0, low_open=True)
-        check_real("cluster_spread", self.cluster_spread, low=0.0)
+        _check_scale("v_norm", self.v_norm, positive=True)
+        _check_scale("cluster_spread", self.cluster_spread)
         if self.K is not None:
-            check_int("K", self.K, minimum=1)
+            _check_count("K", self.K, minimum=1)
             if self.K > self.N:
                 raise ValueError(f"K={self.K} clusters cannot exceed N={self.N} ground truths")
-        if self.features not in FEATURE_MODELS:
-            raise ValueError(f"features={self.features!r} is not one of {FEATURE_MODELS}")
         from .experts import EXPERT_UPDATES
         from .gate import BALANCE_LOSSES, LOCALITY_LOSSES, REOPEN_RULES, ROUTERS, TERMINATION_RULES
 
         for name, allowed in (
+            ("features", FEATURE_MODELS),
             ("termination", TERMINATION_RULES),
             ("balance_loss", BALANCE_LOSSES),
             ("locality_loss", LOCALITY_LOSSES),
@@ -175,19 +194,31 @@ class Config:
             ("reopen", REOPEN_RULES),
             ("error_metric", ERROR_METRICS),
         ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
-        check_int("gradient_steps", self.gradient_steps, minimum=1)
-        check_int("drift_count", self.drift_count, minimum=1)
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {tuple(allowed)}")
+        _check_count("gradient_steps", self.gradient_steps, minimum=1, maximum=MAX_GRADIENT_STEPS)
+        _check_count("drift_count", self.drift_count, minimum=1)
         if self.drift_round is not None:
-            check_int("drift_round", self.drift_round, minimum=1)
+            _check_count("drift_round", self.drift_round, minimum=1)
             if self.drift_round >= self.T:
                 raise ValueError(f"drift_round={self.drift_round} must be smaller than T={self.T}")
             if self.drift_count > self.N:
                 raise ValueError(f"drift_count={self.drift_count} cannot exceed N={self.N} ground truths")
-        check_real("reopen_threshold", self.reopen_threshold, low=0.0)
-        check_int("reopen_patience", self.reopen_patience, minimum=1)
-        check_real("anisotropy", self.anisotropy, low=1.0)
+        _check_scale("reopen_threshold", self.reopen_threshold)
+        _check_count("reopen_patience", self.reopen_patience, minimum=1)
+        _check_scale("anisotropy", self.anisotropy, low=1.0)
+
+    def _normalise_numbers(self) -> None:
+        """Numbers as plain int/float (numpy scalars converted); strings and other types refused by name."""
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _check_type(name, value, check_int))
+        for name in REAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _check_type(name, value, check_real))
 
     @property
     def pool_size(self) -> int:
@@ -206,8 +237,37 @@ class Config:
         return Config(**fields)
 
     def as_dict(self) -> dict:
-        """All fields (derived ones resolved), JSON-serialisable."""
+        """All fields (derived ones resolved), JSON-serialisable: plain int, float, str and None."""
         return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value, check) -> int | float:
+    """``value`` as an int (``check_int``) or a finite float (``check_real``); a string is refused."""
+    if isinstance(value, (str, bytes)):
+        kind = "an integer" if check is check_int else "a real number"
+        raise ValueError(f"{name}={value!r} must be {kind}, not a string")
+    if check is check_int:
+        return check_int(name, value)
+    try:
+        return check_real(name, value, low=-math.inf)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{name}={value!r} must be a finite real number") from None
+
+
+def _check_count(name: str, value: int, minimum: int, maximum: int = MAX_COUNT) -> None:
+    check_int(name, value, minimum=minimum)
+    if value > maximum:
+        raise ValueError(f"{name}={value!r} must be at most {maximum:_}")
+
+
+def _check_scale(name: str, value: float, positive: bool = False, low: float = 0.0, high: float = MAX_SCALE,
+                 why: str = "larger scales overflow float64") -> None:
+    """A scale within the sane range: [MIN_SCALE, high] if ``positive``, else [low, high]."""
+    if positive and low == 0.0:
+        low = MIN_SCALE
+    check_real(name, value, low=low)
+    if value > high:
+        raise ValueError(f"{name}={value!r} must be at most {high:.3g} ({why})")
 
 
 def _derived(config: Config, name: str) -> bool:

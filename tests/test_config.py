@@ -1,5 +1,6 @@
 """`moecl.Config`: derived book-choice defaults and clear errors for bad values."""
 
+import json
 import math
 
 import numpy as np
@@ -111,3 +112,49 @@ def test_pool_size_counts_the_truths_that_arrive_with_drift():
     assert moecl.Config(N=4).pool_size == 4
     assert moecl.Config(N=4, drift_count=3).pool_size == 4  # no drift round: no new truths
     assert moecl.Config(N=4, T=100, drift_round=50, drift_count=3).pool_size == 7
+
+
+@pytest.mark.parametrize("field, value", [("sigma0", "0.1"), ("M", "8"), ("T1", "3"), ("beta", b"1"),
+                                          ("eta", "fast")])
+def test_numbers_given_as_strings_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError) as error:
+        moecl.Config(**{field: value})
+    message = str(error.value)
+    assert message.startswith(f"{field}={value!r}") and "string" in message or "bytes" in message
+
+
+@pytest.mark.parametrize("field, value", [("termination", ["gap"]), ("features", {"a": 1}), ("router", 3)])
+def test_choices_of_the_wrong_type_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}="):
+        moecl.Config(**{field: value})
+
+
+def test_as_dict_is_json_serialisable_even_from_numpy_scalars():
+    config = moecl.Config(M=np.int64(3), T=np.int32(50), sigma0=np.float32(0.25), beta=np.float64(2.0),
+                          K=np.int16(2), gradient_steps=np.uint8(3), drift_round=np.int64(10))
+    fields = config.as_dict()
+    assert json.loads(json.dumps(fields)) == fields
+    assert type(fields["M"]) is int and type(fields["sigma0"]) is float and type(fields["K"]) is int
+    assert moecl.Config(**fields) == config
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"gradient_steps": 10**9}, ["gradient_steps=1000000000", "at most 10_000"]),
+        ({"T": 10**12}, ["T=1000000000000", "at most"]),
+        ({"sigma0": 1e300}, ["sigma0=1e+300", "at most"]),
+        ({"sigma0": 1e-300}, ["sigma0=1e-300", "at least"]),
+        ({"beta": 1e200}, ["beta=1e+200"]),
+        ({"sigma_t": 1e-300}, ["sigma_t=1e-300"]),
+        ({"eta": 1e-300}, ["eta=1e-300"]),
+        ({"cluster_spread": 1e300}, ["cluster_spread=1e+300"]),
+        ({"T1": 10**30}, ["T1="]),
+        ({"sigma0": 10**400}, ["sigma0="]),
+    ],
+)
+def test_counts_and_scales_have_sane_bounds(changes, words):
+    with pytest.raises(ValueError) as error:
+        moecl.Config(**changes)
+    for word in words:
+        assert word in str(error.value)
