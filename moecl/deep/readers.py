@@ -1,0 +1,192 @@
+"""The file formats of the data sets, read defensively (`moecl.deep.datasets` builds the loaders on them).
+
+`read_idx` (MNIST's IDX, gzip or raw), `read_cifar_pickle` (CIFAR's python pickles, with
+an unpickler that admits numpy arrays and nothing else), `read_rgb` (one image file) and
+`read_text` (a UTF-8 text file). Sizes are checked before anything is allocated: IDX
+headers promising more than `MAX_IDX_VALUES` values, gzip streams past the promised
+size, images over `MAX_IMAGE_PIXELS` pixels (decompression bombs) and pickled arrays
+larger than their file are refused. Every error is one line naming the path: a
+`DataError` (a `ValueError`) for a corrupt or implausible file, a `PermissionError` for
+an unreadable one (`open_binary`), `FileNotFoundError` for a missing one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+#: Largest image (pixels) the loaders decode: Tiny ImageNet's are 64 x 64, so a larger one is
+#: a damaged or hostile file (a decompression bomb), refused before it is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+#: Largest IDX payload (values) accepted: the MNIST training images hold 47 million; a
+#: header promising more is corrupt, and the gzip stream is never decompressed past it.
+MAX_IDX_VALUES = 2**28
+
+
+class DataError(ValueError):
+    """A data file that is corrupt, truncated or implausible (the message names the path)."""
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (the MNIST format), gzip-compressed or raw, as a uint8 array.
+
+    Layout: two zero bytes, a type byte (0x08 = unsigned byte), a byte giving the number
+    of dimensions, one big-endian uint32 per dimension, then the values in C order.
+    Raises `FileNotFoundError` if absent, `PermissionError` if unreadable and `DataError`
+    if the header is wrong, promises more than `MAX_IDX_VALUES` values, or the file is
+    truncated or has trailing bytes. A gzip file is never decompressed past the size its
+    header promises (a decompression bomb stops there).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open_binary(path)) as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            if head[2] != 0x08:
+                raise DataError(f"{path}: IDX type code {head[2]:#04x} is not 0x08 (unsigned byte)")
+            ndim = head[3]
+            dims = handle.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int(n) for n in np.frombuffer(dims, dtype=">u4", count=ndim))
+            expected = math.prod(shape)  # Python ints: no overflow
+            if expected > MAX_IDX_VALUES:
+                raise DataError(f"{path}: IDX header promises {expected:,} values of shape {shape}, more than "
+                                f"the {MAX_IDX_VALUES:,} an MNIST file can hold; the file is corrupt")
+            payload = handle.read(expected + 1)
+    except PermissionError as error:
+        raise PermissionError(f"{path}: permission denied ({error.strerror or error})") from error
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot decompress ({error}); the file is corrupt or truncated") from error
+    if len(payload) != expected:
+        found = f"more than {expected}" if len(payload) > expected else str(len(payload))
+        raise DataError(f"{path}: IDX header promises {expected} values of shape {shape} "
+                        f"but the file holds {found}; it is truncated or corrupt")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+
+
+def open_binary(path: Path):
+    """``open(path, "rb")`` with a permission error that names the path in one line."""
+    try:
+        return open(path, "rb")
+    except PermissionError as error:
+        raise PermissionError(f"{path}: permission denied ({error.strerror or error})") from error
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file of a data set; a file that is not UTF-8 is a `DataError` naming it."""
+    with open_binary(path) as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); "
+                        "the file is corrupt") from error
+
+
+#: The only globals a CIFAR pickle may name: numpy's array reconstruction (old and new paths).
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global except numpy's array reconstruction.
+
+    Unpickling can run arbitrary code; the CIFAR batches only need dicts, lists, bytes,
+    numbers and numpy arrays, so nothing else is allowed. An array whose size exceeds
+    ``limit`` bytes (the size of the file: every array's data must come from it) is
+    refused before it is allocated.
+    """
+
+    def __init__(self, handle, limit: int, **kwargs):
+        super().__init__(handle, **kwargs)
+        self.limit = limit
+
+    def find_class(self, module, name):
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        found = super().find_class(module, name)
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype, *args):
+                self._check_size(shape, dtype)
+                return found(subtype, shape, dtype, *args)
+            return reconstruct
+        if name == "_frombuffer":
+            def frombuffer(buffer, dtype, shape, *args):
+                self._check_size(shape, dtype)
+                return found(buffer, dtype, shape, *args)
+            return frombuffer
+        return found
+
+    def _check_size(self, shape, dtype) -> None:
+        try:
+            count = math.prod(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            size = count * np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as error:
+            raise pickle.UnpicklingError(f"array of shape {shape!r} and dtype {dtype!r}: {error}") from None
+        if count < 0 or size > self.limit:
+            raise pickle.UnpicklingError(f"an array of shape {shape!r} ({size:,} bytes) is larger than the file "
+                                         f"({self.limit:,} bytes) could hold")
+
+
+def read_cifar_pickle(path: str | os.PathLike) -> dict:
+    """Read one CIFAR python batch (``data_batch_1``, ``test``, ``meta``, ...) as a dict with str keys.
+
+    The official files are Python 2 pickles (bytes keys); ``encoding="latin1"`` reads their
+    numpy arrays, and keys and byte strings are decoded to str.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CIFAR file not found: {path}")
+    try:
+        with open_binary(path) as handle:
+            entry = _CifarUnpickler(handle, os.fstat(handle.fileno()).st_size, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, ImportError, MemoryError, OverflowError) as error:
+        raise DataError(f"{path}: not a readable CIFAR python pickle ({type(error).__name__}: {error}); "
+                         "the file is corrupt or truncated") from error
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: a CIFAR batch must be a dict, found {type(entry).__name__}")
+
+    def text(value):
+        return value.decode("latin1") if isinstance(value, bytes) else value
+
+    return {text(key): ([text(v) for v in value] if isinstance(value, list) else value)
+            for key, value in entry.items()}
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """One image file as uint8 H x W x 3 (greyscale and other modes converted to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with open_binary(path) as handle, Image.open(handle) as image:
+            width, height = image.size  # from the header, before any pixel is decoded
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: image of {width} x {height} pixels is larger than {MAX_IMAGE_PIXELS:,} "
+                                "pixels (a decompression bomb?); refused")
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (DataError, PermissionError):
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{path}: cannot decode image ({error}); the file is corrupt or truncated") from error
