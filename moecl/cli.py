@@ -5,11 +5,21 @@
                              [--set FIELD=VALUE ...] [--device auto|cpu|cuda] [--no-progress]
 
 ``run`` simulates the experiment (`moecl.experiments`) and writes one results file
-``DIR/<name>-<scale>-seed<S>.npz`` (`moecl.results`), then prints its path on
-stdout. Errors in the arguments (unknown experiment or scale, negative seed, fewer
-than two replicates, a value the configuration rejects) exit with status 2 and a
-one-line message on stderr; data that cannot be read (a missing or corrupt file of
-a deep experiment) exits with status 1 and one line.
+``DIR/<name>-<scale>-seed<S>[-R<R>][-FIELD=VALUE...][-data=<source>].npz``
+(`moecl.results`), then prints its path on stdout. The name says everything that
+differs from the experiment's preset: replicates other than the preset's, every
+override, and a fallback data source; so a small run never takes the name of a
+stored full-size one. A results file that exists with a header that differs (another
+run) is not written over without ``--force``.
+
+Exit status: 0 on success; 2 for errors in the arguments (unknown experiment or
+scale, negative seed, fewer than two replicates, a value the configuration rejects,
+an override of a field the experiment owns, a run that needs more memory than the
+machine has), each in one line on stderr before anything runs; 1 for data or files
+that cannot be read or written (``cannot read the data: ...``, an unwritable or
+mistyped ``--out``, ``MOECL_DATA`` missing or empty, an existing results file of
+another run without ``--force``, results that came out non-finite), also in one line;
+130 when interrupted (Ctrl-C). Nothing is written unless the run succeeds.
 """
 
 from __future__ import annotations
@@ -17,14 +27,20 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import sys
+import tempfile
 import textwrap
+
+import numpy as np
 
 from . import __version__
 from .experiments import EXPERIMENTS, SCALES, run_experiment
-from .results import save_results
+from .experiments.registry import check_overrides
+from .results import ResultsFileError, identity_differences, load_results, save_results
 
 EXIT_USAGE = 2
+EXIT_FILES = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "experiments run on numpy and take no device")
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="do not show progress bars on stderr")
+    run.add_argument("--force", action="store_true",
+                     help="write over an existing results file of another run (another header); without it "
+                     "such a file is kept and the command exits with status 1")
     return parser
 
 
@@ -115,10 +134,93 @@ def _override(text: str) -> tuple[str, object]:
     return field, None if raw.lower() == "none" else raw
 
 
-def result_path(directory, name: str, scale: str, seed: int, overrides=None) -> str:
-    """Where ``run`` writes an experiment's results: ``DIR/<name>-<scale>-seed<S>[-FIELD=VALUE...].npz``."""
-    suffix = "".join(f"-{field}={value}" for field, value in (overrides or {}).items())
-    return os.path.join(os.fspath(directory), f"{name}-{scale}-seed{seed}{suffix}.npz")
+def result_path(directory, name: str, scale: str, seed: int, overrides=None, replicates=None, data=None) -> str:
+    """Where ``run`` writes an experiment's results.
+
+    ``DIR/<name>-<scale>-seed<S>[-R<R>][-FIELD=VALUE...][-data=<source>].npz``: ``replicates``
+    is given when it differs from the preset, ``data`` names a fallback data source.
+    Characters other than letters, digits and ``._+=-`` in values become ``_``, so a
+    name never leaves ``DIR``.
+    """
+    parts = [f"{name}-{scale}-seed{seed}"]
+    if replicates is not None:
+        parts.append(f"R{replicates}")
+    parts += [f"{field}={value}" for field, value in (overrides or {}).items()]
+    if data:
+        parts.append(f"data={data}")
+    stem = "-".join(_safe(part) for part in parts)
+    return os.path.join(os.fspath(directory), f"{stem}.npz")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", str(text)).lstrip(".") or "_"
+
+
+def _preset_replicates(name: str, scale: str, replicates):
+    """``replicates`` if it differs from the experiment's preset (or the preset is unknown), else None."""
+    if replicates is None:
+        return None
+    preset = EXPERIMENTS[name].preset(scale)
+    return None if preset is not None and preset.replicates == replicates else replicates
+
+
+def check_out_dir(directory) -> None:
+    """Check before a run that results can be written in ``directory`` (created if missing).
+
+    Raises OSError naming the directory when a path component is a file, or the
+    directory cannot be created or written to.
+    """
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(f"--out {directory} is a file, not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"--out {directory}: cannot create the directory ({error.strerror or error})") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise OSError(f"--out {directory}: cannot write there ({error.strerror or error})") from None
+
+
+def _data_source(name: str, overrides: dict):
+    """For a deep experiment: check the data directory; returns the fallback's name for the results name.
+
+    ``MOECL_DATA`` set but missing, not a folder, or without a data set (or, for the
+    digits stream, without MNIST) raises FileNotFoundError: no silent fallback. Without
+    ``MOECL_DATA`` the digits stream may fall back to scikit-learn's digits: announced on
+    stderr, and ``"sklearn-digits"`` is returned to mark the results name.
+    """
+    if not name.startswith("deep"):
+        return None
+    from .deep import datasets
+
+    root = datasets.check_data_dir()
+    if overrides.get("stream", "digits") != "digits" or datasets.find_mnist(root) is not None:
+        return None
+    if datasets.data_dir_is_explicit():
+        raise FileNotFoundError(f"MNIST not found in {datasets.DATA_ENV}={root}; the digits stream does not fall "
+                                "back to scikit-learn's digits while MOECL_DATA is set")
+    return "sklearn-digits"
+
+
+def _existing_differs(path: str, expected: dict):
+    """The reason not to write over ``path`` without --force, or None (absent, or the same run)."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isfile(path):
+        return f"{path} exists and is not a regular file"
+    try:
+        header, _ = load_results(path)
+    except (ResultsFileError, OSError) as error:
+        return f"{path} exists and is not a valid results file ({error})"
+    differences = [field for field, value in expected.items() if header.get(field) != value]
+    if "header" in expected:
+        differences = identity_differences(header, expected["header"])
+    if differences:
+        return f"{path} exists and holds another run (its {', '.join(differences)} differ{'s' * (len(differences) == 1)})"
+    return None
 
 
 def main(argv=None) -> int:
@@ -145,22 +247,57 @@ def main(argv=None) -> int:
             return _fail(f"--device applies to the deep experiments; {args.name} runs on numpy (CPU)", EXIT_USAGE)
         overrides["device"] = args.device
     try:
+        check_overrides(args.name, overrides)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if EXPERIMENTS[args.name].preset(args.scale) is None and EXPERIMENTS[args.name].presets is not None:
+        return _fail(f"unknown scale {args.scale!r} for {args.name}; choose from "
+                     f"{', '.join(EXPERIMENTS[args.name].presets)}", EXIT_USAGE)
+    try:
+        data = _data_source(args.name, overrides)
+    except OSError as exc:
+        return _fail(f"cannot read the data: {exc}", EXIT_FILES)
+    replicates = _preset_replicates(args.name, args.scale, args.replicates)
+    path = result_path(args.out, args.name, args.scale, args.seed, overrides, replicates=replicates, data=data)
+    try:
+        check_out_dir(args.out)
+    except OSError as exc:
+        return _fail(f"cannot write results: {exc}", EXIT_FILES)
+    expected = {"experiment": args.name, "scale": args.scale, "seed": args.seed}
+    if args.replicates is not None:
+        expected["replicates"] = args.replicates
+    reason = None if args.force else _existing_differs(path, expected)
+    if reason:
+        return _fail(f"{reason}; nothing run (use --force to replace it, or another --out)", EXIT_FILES)
+
+    try:
         header, arrays = run_experiment(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
             overrides=overrides,
         )
-    except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects
+    except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects, or a corrupt data file
+        if _is_data_error(exc):
+            return _fail(f"cannot read the data: {exc}", EXIT_FILES)
         return _fail(str(exc), EXIT_USAGE)
     except (OSError, pickle.UnpicklingError) as exc:  # data files of a deep experiment
-        return _fail(f"cannot read the data: {exc}", 1)
+        return _fail(f"cannot read the data: {exc}", EXIT_FILES)
+    except MemoryError:
+        return _fail("out of memory; use fewer replicates (--replicates) or rounds", EXIT_FILES)
     except KeyboardInterrupt:
         return _fail("interrupted; no results file written", 130)
 
-    path = result_path(args.out, args.name, args.scale, args.seed, overrides)
+    if data:
+        header["data_fallback"] = data
+    bad = _non_finite(arrays)
+    if bad:
+        return _fail(f"the results came out infinite ({', '.join(bad[:3])}); no results file written", EXIT_FILES)
+    reason = None if args.force else _existing_differs(path, {"header": header})
+    if reason:
+        return _fail(f"{reason}; results not written (use --force to replace it, or another --out)", EXIT_FILES)
     try:
         save_results(path, header, arrays)
     except OSError as exc:
-        return _fail(f"cannot write {path}: {exc}", 1)
+        return _fail(f"cannot write {path}: {exc}", EXIT_FILES)
     except KeyboardInterrupt:
         return _fail("interrupted; no results file written", 130)
     if args.progress:
@@ -168,6 +305,21 @@ def main(argv=None) -> int:
               f"in {header['wall_time']:.1f} s", file=sys.stderr)
     print(path)
     return 0
+
+
+def _is_data_error(exc: ValueError) -> bool:
+    """A ValueError about data: a loader's `DataError`, or a ValueError raised from an OSError."""
+    if isinstance(exc.__cause__, OSError):
+        return True
+    if "moecl.deep.datasets" in sys.modules:
+        return isinstance(exc, sys.modules["moecl.deep.datasets"].DataError)
+    return False
+
+
+def _non_finite(arrays: dict) -> list[str]:
+    """Names of float arrays holding +-inf (NaN marks undefined points, e.g. F_1, and is allowed)."""
+    return [name for name, value in arrays.items()
+            if np.asarray(value).dtype.kind in "fc" and np.isinf(np.asarray(value)).any()]
 
 
 def _fail(message: str, status: int) -> int:

@@ -68,7 +68,7 @@ def test_run_writes_the_results_file(capsys, tmp_path):
     argv = ["run", "specialisation", "--seed", "3", "--replicates", "2", "--out", str(out)]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
-    path = out / "specialisation-ci-seed3.npz"
+    path = out / "specialisation-ci-seed3-R2.npz"  # R = 2 differs from the preset's 40
     assert captured.out == f"{path}\n"
     assert "[1/1] M8" in captured.err  # which configuration is running
     header, arrays = load_results(path)
@@ -85,7 +85,7 @@ def test_no_progress_is_quiet(capsys, tmp_path):
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert captured.out.strip() == cli.result_path(tmp_path, "specialisation", "ci", 0)
+    assert captured.out.strip() == cli.result_path(tmp_path, "specialisation", "ci", 0, replicates=2)
 
 
 def test_run_help_documents_every_option(capsys):
@@ -115,7 +115,7 @@ def test_set_overrides_config_fields(capsys, tmp_path):
     argv = ["run", "specialisation", "--replicates", "2", "--out", str(tmp_path), "--no-progress",
             "--set", "expert_update=gradient", "--set", "gradient_steps=3"]
     assert cli.main(argv) == 0
-    path = tmp_path / "specialisation-ci-seed0-expert_update=gradient-gradient_steps=3.npz"
+    path = tmp_path / "specialisation-ci-seed0-R2-expert_update=gradient-gradient_steps=3.npz"
     assert capsys.readouterr().out == f"{path}\n"
     header, _ = load_results(path)
     assert header["overrides"] == {"expert_update": "gradient", "gradient_steps": 3}

@@ -78,7 +78,10 @@ _DRIFT = (
 )
 
 
-@experiment("drift", _DRIFT)
+@experiment("drift", _DRIFT, presets=DRIFT_SCALES, owns={
+    **{field: "the drift setting fixes it" for field in ("M", "sigma_t", "drift_count", "drift_round")},
+    **{field: "the settings compare re-opening rules" for field in ("reopen", "reopen_threshold",
+                                                                   "reopen_patience")}})
 def drift(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """A pool that changes at round T_d, met by a frozen gate and by re-opening rules (issue 9, section 5).
 

@@ -18,7 +18,8 @@ _FORGETTING = (
 )
 
 
-@experiment("forgetting-vs-experts", _FORGETTING)
+@experiment("forgetting-vs-experts", _FORGETTING, owns={
+    "M": "it sweeps M over 1, N/2, N, 2N, 4N", "termination": "it compares the gap rule with none"})
 def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Forgetting and generalization error against the number of experts (THEORY.md section 6).
 
@@ -45,7 +46,8 @@ def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool
 _TERMINATION = "M = 8 with and without early termination: F_t, G_t, expert load and routing purity"
 
 
-@experiment("termination", _TERMINATION)
+@experiment("termination", _TERMINATION, owns={
+    "M": "M = 8 in both settings", "termination": "it compares the gap rule with none"})
 def termination(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Early termination on and off for M = 8 (Propositions 2 and 3).
 
@@ -72,7 +74,8 @@ def termination(scale: str, seed: int, replicates=None, progress: bool = False, 
 _SPECIALISATION = "M = 8 with termination: the ground truth each expert's model is closest to, over rounds"
 
 
-@experiment("specialisation", _SPECIALISATION)
+@experiment("specialisation", _SPECIALISATION, owns={
+    "M": "M = 8", "termination": "the gap rule, its label M8"})
 def specialisation(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Which ground truth each expert specialises in (Proposition 1).
 
@@ -103,7 +106,9 @@ def specialisation(scale: str, seed: int, replicates=None, progress: bool = Fals
 _BLIND = "outside the regime (v_norm = 1, sigma_t = 1): the gate cannot see the task, M = 1 vs M = 8"
 
 
-@experiment("blind-gate", _BLIND)
+@experiment("blind-gate", _BLIND, owns={
+    "M": "it compares M = 1 with M = 8", "v_norm": "v_norm = 1 hides the task",
+    "sigma_t": "sigma_t = 1 hides the task"})
 def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """A case outside the regime of THEORY.md section 3a: no benefit from experts.
 
@@ -130,7 +135,9 @@ _TOO_EARLY = (
 )
 
 
-@experiment("too-early", _TOO_EARLY)
+@experiment("too-early", _TOO_EARLY, owns={
+    "M": "it compares M = 1 with M = 4", "sigma0": "sigma0 = 0.5 makes termination come too early",
+    "termination": "it compares the gap rule with none"})
 def too_early(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """Early termination that comes too early (THEORY.md section 3a).
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from ..algorithm import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round, simulate, simulate_many
+from .. import limits
 from ..config import Config
 from ..metrics import routing_purity
 from ..results import STATISTICS, make_header, summarise
@@ -64,9 +65,21 @@ class Recorder:
         config = self.register(label, config)
         if self.progress:
             print(f"[{len(self.configs)}/{self.planned}] {label}: {what}", file=sys.stderr, flush=True)
-        result = simulate(config, replicates=self.R, seed=self.seed, progress=self.progress)
+        limits.check_memory(config, self.R)
+        (result,) = self._guarded([config], lambda: [simulate(config, replicates=self.R, seed=self.seed,
+                                                             progress=self.progress)])
         self.wall_times[label] = round(result.wall_time, 3)
         return result
+
+    @staticmethod
+    def _guarded(configs: list, run) -> list:
+        """``run()``, with a singular task matrix and non-finite curves refused in one line naming the scales."""
+        try:
+            results = run()
+        except np.linalg.LinAlgError as error:
+            raise limits.singular_error(configs) from error
+        limits.check_finite(configs, results)
+        return results
 
     def simulate_batched(self, settings: list, budget_bytes: float = BATCH_BYTES):
         """Simulate many settings with `moecl.algorithm.simulate_many`; yield (label, result, extra).
@@ -93,8 +106,10 @@ class Recorder:
                 if self.progress:
                     print(f"[{done}/{len(runs)}] {len(chunk)} settings, M={config.M}, "
                           f"termination={config.termination}", file=sys.stderr, flush=True)
-                results = simulate_many([c for _, c, _ in chunk], replicates=self.R, seed=self.seed,
-                                        progress=self.progress)
+                configs = [c for _, c, _ in chunk]
+                limits.check_memory(config, self.R, configs=len(configs))
+                results = self._guarded(configs, lambda: simulate_many(configs, replicates=self.R, seed=self.seed,
+                                                                       progress=self.progress))
                 for (label, _, extra), result in zip(chunk, results):
                     self.wall_times[label] = round(result.wall_time / len(chunk), 3)
                     yield label, result, extra

@@ -107,7 +107,8 @@ _REGIME_MAP = (
 )
 
 
-@experiment("regime-map", _REGIME_MAP)
+@experiment("regime-map", _REGIME_MAP, presets=REGIME_GRIDS, owns={
+    "sigma_t": "a grid axis", "sigma0": "a grid axis", "M": "a grid axis", "termination": "a grid axis"})
 def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """The regime map of book/regimes.md (THEORY.md section 3a), per-cell summaries only.
 

@@ -3,11 +3,17 @@
 Each experiment is a function ``(scale, seed, replicates=None, progress=False,
 rounds=None, overrides=None) -> (header, arrays)`` registered with `experiment`;
 `EXPERIMENTS` maps names to them and `run_experiment` calls one by name.
+
+Each experiment declares the fields it owns (``owns``): the fields it sweeps or fixes
+(``M`` in ``termination``, ``sigma0`` in ``too-early``) and ``T``, which its scale
+sets. An override of an owned field is refused (`check_overrides`), so a results file's
+labels and header always say what ran. Its size presets (``presets``, default
+`SCALES`) let the command line name results files by what differs from the preset.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -27,27 +33,60 @@ SCALES = {"ci": Scale(replicates=40, rounds=300), "paper": Scale(replicates=500,
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: its name, a one-line description and the function."""
+    """A registered experiment: its name, a one-line description, the function, the fields it
+    owns (``{field: why}``, not overridable) and its size presets (``None``: `SCALES`)."""
 
     name: str
     description: str
     function: Callable
+    owns: dict = field(default_factory=dict)
+    presets: dict | None = None
+
+    def preset(self, scale: str):
+        """The size preset (``replicates``, ``rounds``) of ``scale``, or None for an unknown scale."""
+        return (SCALES if self.presets is None else self.presets).get(scale)
 
 
 #: The registry: experiment name -> `Experiment`, in the order they were defined.
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, description: str):
-    """Decorator registering an experiment function under ``name``."""
+#: Why ``T`` is owned by every experiment.
+ROUNDS_OWNER = "its scale sets the rounds (--scale)"
+
+
+def experiment(name: str, description: str, owns=None, presets=None):
+    """Decorator registering an experiment function under ``name``.
+
+    ``owns``: ``{field: why}`` (or a sequence of fields) that the experiment sweeps or
+    fixes; ``T`` is always owned. ``presets``: its own size presets (default `SCALES`).
+    """
+    owned = {"T": ROUNDS_OWNER}
+    if isinstance(owns, dict):
+        owned.update(owns)
+    else:
+        owned.update({name_: "the experiment sets it" for name_ in owns or ()})
 
     def register(function):
         if name in EXPERIMENTS:
             raise ValueError(f"experiment {name!r} is registered twice")
-        EXPERIMENTS[name] = Experiment(name, description, function)
+        EXPERIMENTS[name] = Experiment(name, description, function, owned, presets)
         return function
 
     return register
+
+
+def check_overrides(name: str, overrides) -> dict:
+    """The overrides as a dict; ValueError (one line) for a field experiment ``name`` owns."""
+    overrides = dict(overrides or {})
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    owns = EXPERIMENTS[name].owns
+    for field_name in overrides:
+        if field_name in owns:
+            raise ValueError(f"--set {field_name}: {name} sets {field_name} itself ({owns[field_name]}); "
+                             "it cannot be overridden")
+    return overrides
 
 
 def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None, progress: bool = False, rounds=None, overrides=None):
@@ -57,8 +96,7 @@ def run_experiment(name: str, scale: str = "ci", seed: int = 0, replicates=None,
     experiment, e.g. ``{"balance_loss": "entropy"}``; a field the experiment sets or
     varies itself cannot be overridden (ValueError).
     """
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    overrides = check_overrides(name, overrides)
     return EXPERIMENTS[name].function(
         scale, seed, replicates=replicates, progress=progress, rounds=rounds, overrides=overrides
     )
