@@ -244,6 +244,7 @@ class Table:
     chapters: list[str]
     seeds: list[int]
     cells: dict[tuple[str, int], Outcome] = field(default_factory=dict)
+    stamp: str = ""
 
     def failures(self) -> list[Outcome]:
         return [self.cells[c, s] for c in self.chapters for s in self.seeds
@@ -286,12 +287,14 @@ class Table:
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        header = self._header()
-        header[1:-1] = [f"seed {seed}" for seed in self.seeds]
+        """The table in Markdown; each row ends with the sweep's date and commit, so rows of
+        several sweeps can share one table (docs/evidence.md)."""
+        header = [*self._header(), "swept"]
+        header[1:-2] = [f"seed {seed}" for seed in self.seeds]
         lines = [f"### {self.setting[:1].upper()}{self.setting[1:]}", "",
-                 "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":-:"] * (len(header) - 1)) + "|"]
+                 "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":-:"] * (len(header) - 2) + ["---"]) + "|"]
         for row in self._grid():
-            lines.append("| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |")
+            lines.append("| " + " | ".join([f"`{row[0]}`", *row[1:], self.stamp]) + " |")
         notes = self._notes()
         if notes:
             lines.append("")
@@ -352,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{outcome.detail} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
     stamp = provenance()
+    for table in tables.values():
+        table.stamp = stamp
     if args.markdown:
         print(f"Sweep of {stamp}: `scripts/seed_sweep.py {shlex.join(argv)}`. A failing run names its first "
               "failing code cell (nbval's numbering, from 0) and that cell's assertion message.\n")

@@ -110,7 +110,7 @@ def test_failure_without_an_assertion_reports_the_exception():
 
 
 def test_tables_put_chapters_in_rows_and_seeds_in_columns():
-    table = sweep.Table("without data", ["drift", "gate"], [0, 1, 2])
+    table = sweep.Table("without data", ["drift", "gate"], [0, 1, 2], stamp="2026-12-01, commit abc")
     for seed in (0, 1, 2):
         table.cells["drift", seed] = sweep.Outcome("drift", seed, "without data", True)
     table.cells["gate", 0] = sweep.Outcome("gate", 0, "without data", True)
@@ -123,9 +123,10 @@ def test_tables_put_chapters_in_rows_and_seeds_in_columns():
     assert text[5] == "[1] gate, book seed 1: cell 4: AssertionError: too loose (and 2 later cells)"
     markdown = table.markdown().splitlines()
     assert markdown[0] == "### Without data"
-    assert markdown[2] == "| chapter | seed 0 | seed 1 | seed 2 | passed |"
-    assert markdown[4] == "| `drift` | passed | passed | passed | 3/3 |"
-    assert markdown[5] == "| `gate` | passed | cell 4 [1] | - | 1/3 |"
+    assert markdown[2] == "| chapter | seed 0 | seed 1 | seed 2 | passed | swept |"
+    assert markdown[3] == "|---|:-:|:-:|:-:|:-:|---|"
+    assert markdown[4] == "| `drift` | passed | passed | passed | 3/3 | 2026-12-01, commit abc |"
+    assert markdown[5] == "| `gate` | passed | cell 4 [1] | - | 1/3 | 2026-12-01, commit abc |"
     assert markdown[-1].startswith("- [1] gate, book seed 1: cell 4: AssertionError")
     assert table.failures() == [table.cells["gate", 1]]
 
