@@ -723,9 +723,14 @@ def reading_problems(probe: dict) -> list[tuple[str, str]]:
     paths = _matches(ABSOLUTE_PATH, probe.get("text", ""))
     if paths:
         problems.append(("path", f"absolute filesystem path on the page: {paths}"))
-    words = [hit for pattern in INTERNAL_VOCABULARY for hit in _matches(pattern, probe.get("text", ""), re.IGNORECASE)]
+    words = []
+    for pattern in INTERNAL_VOCABULARY:
+        hits = re.findall(pattern, probe.get("text", "") or "", re.IGNORECASE)
+        if hits:
+            example = _matches(pattern, probe.get("text", ""), re.IGNORECASE, limit=1)[0]
+            words.append(f"{hits[0]!r} {len(hits)} times (e.g. {example!r})")
     if words:
-        problems.append(("vocabulary", f"internal vocabulary: {words[:4]}"))
+        problems.append(("vocabulary", "internal vocabulary: " + "; ".join(words)))
     if probe.get("hasCells") and probe.get("notebookDownload") is False:
         problems.append(("download", "a page with code cells offers no .ipynb download"))
     figures = probe.get("figures", [])
