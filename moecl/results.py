@@ -291,14 +291,33 @@ def check_schema(header: dict, arrays: dict, path="results file") -> None:
 
 def identity(header: dict) -> dict:
     """The fields of a header that identify its run (`IDENTITY_FIELDS`), without wall times or dates."""
-    return {field: header.get(field) for field in IDENTITY_FIELDS if field != "format"}
+    fields = {field: header.get(field) for field in IDENTITY_FIELDS if field != "format"}
+    fields["overrides"] = fields["overrides"] or {}  # older headers have none
+    return fields
 
 
 def identity_differences(old: dict, new: dict) -> list[str]:
-    """Names of the identifying fields in which two headers differ (``[]``: the same run)."""
-    a, b = json.loads(json.dumps(identity(old), default=_json_default)), json.loads(
-        json.dumps(identity(new), default=_json_default))
+    """Names of the identifying fields in which two headers differ (``[]``: the same run).
+
+    A `moecl.Config` field that an older header's configurations lack (it was added
+    since) counts as its default value: the older code ran without that mechanism.
+    """
+    a, b = (_with_config_defaults(json.loads(json.dumps(identity(header), default=_json_default)))
+            for header in (old, new))
     return [field for field in a if a[field] != b[field]]
+
+
+def _with_config_defaults(fields: dict) -> dict:
+    import dataclasses
+
+    from .config import Config
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    configs = fields.get("configs")
+    if isinstance(configs, dict):
+        fields["configs"] = {label: ({**defaults, **config} if isinstance(config, dict) and "sigma0" in config
+                                     else config) for label, config in configs.items()}
+    return fields
 
 
 def _write_array(archive: zipfile.ZipFile, name: str, value: np.ndarray) -> None:

@@ -315,3 +315,14 @@ def test_termination_signal_leaves_no_temporary_file(tmp_path, name):
     assert "survived" not in done.stdout
     assert _files(tmp_path) == ["demo.npz"]
     assert path.read_bytes() == before
+
+
+def test_an_older_header_without_newer_config_fields_is_the_same_run():
+    config = moecl.Config(T=10).as_dict()
+    new = {"experiment": "demo", "scale": "ci", "seed": 0, "replicates": 2, "overrides": {},
+           "labels": ["M8"], "configs": {"M8": config}}
+    old = dict(new, configs={"M8": {k: v for k, v in config.items() if k not in ("sharing", "anisotropy")}})
+    del old["overrides"]
+    assert results.identity_differences(old, new) == []
+    changed = dict(new, configs={"M8": dict(config, sharing="average")})
+    assert results.identity_differences(old, changed) == ["configs"]
