@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import experts, gate
+from . import experts, gate, limits
 from .config import Config
 from .progress import progress_bar
 from .tasks import (
@@ -170,6 +170,7 @@ def simulate(
     seed: int = 0,
     pool: Pool | tuple | None = None,
     progress: bool = False,
+    executor=None,
 ) -> SimulationResult:
     """Run Algorithm 1 for R Monte Carlo replicates at once.
 
@@ -183,12 +184,30 @@ def simulate(
     pool: ground truths and feature signals, a `moecl.Pool` or a pair (W, V) of
         (N, d) arrays; ``None`` draws them from the seed (`moecl.tasks.make_pool`).
     progress: show a progress bar over rounds.
+    executor: a `concurrent.futures.Executor` that runs the replicates in pieces
+        (`moecl.sweep`; the same numbers); ``None``: the one set by `moecl.sweep.using`, if
+        any, else this process in one batch.
 
     Returns a `SimulationResult` with per-round arrays of leading shape (R, T).
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a moecl.Config, got {type(config).__name__}")
+    executor, options = _sweep_executor(executor)
+    if executor is not None:
+        from .sweep import simulate_sweep
+
+        return simulate_sweep([config], replicates, seed, executor, progress=progress, pool=pool, **options)[0]
     return _simulate_batch([config], replicates, seed, pool, progress)[0]
+
+
+def _sweep_executor(executor) -> tuple:
+    """``executor`` and no options, or the executor and options of `moecl.sweep.using`."""
+    if executor is not None:
+        return executor, {}
+    from .sweep import current
+
+    executor, options = current()
+    return executor, dict(options or {})
 
 
 #: `Config` fields that may differ between the configurations of one `simulate_many`
@@ -197,7 +216,7 @@ def simulate(
 BATCHABLE_FIELDS = ("sigma0", "eta", "alpha", "lambda_", "Gamma", "T1", "beta", "sigma_t", "v_norm", "cluster_spread")
 
 
-def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False) -> list[SimulationResult]:
+def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False, executor=None) -> list[SimulationResult]:
     """Run several configurations of Algorithm 1 in one batched call (the regime map).
 
     The configurations may differ in the fields of `BATCHABLE_FIELDS` (sigma0, sigma_t,
@@ -206,7 +225,9 @@ def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False) 
     and gives the same numbers (its pool is drawn from the seed with its own sigma0),
     so runs of different configurations are paired by common random numbers; the rows
     of all configurations share each round's numpy calls, which is what makes a grid
-    of small settings fast. Returns one `SimulationResult` per configuration.
+    of small settings fast. ``executor``: as for `simulate`, pieces of configurations x
+    replicates on a `concurrent.futures.Executor` (`moecl.sweep`), with the same numbers.
+    Returns one `SimulationResult` per configuration.
     """
     configs = list(configs)
     if not configs:
@@ -222,11 +243,17 @@ def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False) 
                     f"configs[{position}].{name}={value!r} differs from configs[0].{name}={first[name]!r}; "
                     f"only {', '.join(BATCHABLE_FIELDS)} may differ within one batch"
                 )
+    executor, options = _sweep_executor(executor)
+    if executor is not None:
+        from .sweep import simulate_sweep
+
+        return simulate_sweep(configs, replicates, seed, executor, progress=progress, **options)
     return _simulate_batch(configs, replicates, seed, None, progress)
 
 
 def _simulate_batch(configs: list, replicates, seed: int, pool, progress: bool) -> list[SimulationResult]:
     indices = replicate_indices(replicates)
+    limits.check_memory(configs[0], len(indices), configs=len(configs))  # before anything is allocated
     pool_ss, replicate_ss = seed_sequences(seed, indices)
     if pool is None:
         pools = [make_pool(config, np.random.default_rng(pool_ss)) for config in configs]
@@ -237,7 +264,10 @@ def _simulate_batch(configs: list, replicates, seed: int, pool, progress: bool) 
     R = len(indices)
     batch = _Batch(configs, pools, [slice(c * R, (c + 1) * R) for c in range(len(configs))])
     started = time.perf_counter()
-    records = _run(batch, rngs, progress)
+    try:
+        records = _run(batch, rngs, progress)
+    except np.linalg.LinAlgError as error:
+        raise limits.singular_error(configs) from error
     wall_time = time.perf_counter() - started
     return [
         SimulationResult(

@@ -34,7 +34,7 @@ import textwrap
 
 import numpy as np
 
-from . import __version__
+from . import __version__, sweep
 from .experiments import EXPERIMENTS, SCALES, run_experiment
 from .experiments.registry import check_overrides
 from .results import ResultsFileError, identity_differences, load_results, save_results
@@ -115,10 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
                      "experiments run on numpy and take no device")
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="do not show progress bars on stderr")
+    run.add_argument("--workers", type=_workers, default=1, metavar="N",
+                     help="run the linear experiments' simulations in pieces on N local processes "
+                     "(moecl.sweep; the same numbers as one process; default 1)")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the pieces on a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                     f"(needs Dask: {sweep.DASK_HINT})")
     run.add_argument("--force", action="store_true",
                      help="write over an existing results file of another run (another header); without it "
                      "such a file is kept and the command exits with status 1")
     return parser
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"workers must be a positive integer, got {text!r}")
+    return value
+
+
+def _on_executor(args, function):
+    """``function`` running every simulation on the executor of --workers / --scheduler (`moecl.sweep`)."""
+    def run(*positional, **keywords):
+        with sweep.executor(args.workers, args.scheduler) as pool, sweep.using(pool, progress=args.progress):
+            return function(*positional, **keywords)
+    return run
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -271,10 +295,12 @@ def main(argv=None) -> int:
         return _fail(f"{reason}; nothing run (use --force to replace it, or another --out)", EXIT_FILES)
 
     try:
-        header, arrays = run_experiment(
+        header, arrays = _on_executor(args, run_experiment)(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
             overrides=overrides,
         )
+    except (sweep.ClusterError, sweep.SweepError) as exc:  # no Dask, no scheduler, a piece failed twice
+        return _fail(str(exc), EXIT_FILES)
     except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects, or a corrupt data file
         if _is_data_error(exc):
             return _fail(f"cannot read the data: {exc}", EXIT_FILES)
