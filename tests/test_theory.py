@@ -462,3 +462,41 @@ def test_engine_single_expert_matches_proposition4():
     runs = {"generalization": result.generalization, "forgetting": result.forgetting}
     z = _z_scores("engine M=1 isotropic R=2000", runs, {"generalization": G, "forgetting": F}, (1, 2, 5, 15, 30))
     assert np.all(np.abs(z) < 4), z
+
+
+# --------------------------------------------------------------------------- moved from the chapters
+# Identities the chapters once asserted (true by construction, so unit tests rather than claims).
+
+
+def test_exploration_length_grows_with_the_number_of_experts():
+    """T1 = ceil(M / eta) grows with M at fixed sigma0 (book: MoE theory, 'More experts need not help')."""
+    T1 = [moecl.Config(N=4, M=M).T1 for M in (1, 2, 4, 8, 16, 32)]
+    assert np.all(np.diff(T1) > 0), T1
+
+
+def test_same_seed_same_pool_across_M():
+    """simulate draws the pool from the seed alone: the MoE and its single-expert baseline share it."""
+    config = moecl.Config(N=4, M=8, T=5)
+    a = moecl.simulate(config, replicates=2, seed=7)
+    b = moecl.simulate(config.replace(M=1), replicates=2, seed=7)
+    np.testing.assert_array_equal(a.pool.W, b.pool.W)
+
+
+def test_sharing_leaves_routing_unchanged():
+    """Sharing starts at termination, when the gate is frozen: the routing is the same under every rule (book: sharing)."""
+    config = moecl.Config(M=8, T=150, sigma0=0.3)
+    runs = {rule: moecl.simulate(config.replace(sharing=rule), replicates=4, seed=5) for rule in ("none", "update", "average")}
+    assert np.all(runs["none"].termination_round > 0)
+    for rule in ("update", "average"):
+        np.testing.assert_array_equal(runs[rule].experts, runs["none"].experts)
+
+
+def test_sharing_closed_form_equals_recursion_at_book_defaults():
+    """The sharing closed form equals the phase-model recursion for the book's defaults (book: sharing)."""
+    config = moecl.Config(T=120)
+    W = moecl.make_pool(config, np.random.default_rng(3)).W
+    r = 1 - config.s / config.d
+    closed = theory.sharing_curves(W, r, config.M, config.T, config.T1)
+    recursion = phase_model_expectations(W, r, config.M, config.T, config.T1, sharing="update")
+    for name in theory.METRICS:
+        np.testing.assert_allclose(closed[name][1:], recursion[name][1:], rtol=1e-9)
