@@ -136,7 +136,7 @@ def simulate_sweep(configs, replicates=1, seed: int = 0, executor: Executor | No
     """Run every configuration for the same replicates of ``seed``, in pieces; one result each.
 
     ``executor``: a `concurrent.futures.Executor`, or ``None`` for this process, piece after
-    piece. ``min_pieces``: at least this many pieces (default: twice the executor's workers,
+    piece. ``min_pieces``: at least this many pieces (default: the executor's workers,
     1 without an executor). The results equal ``simulate_many(configs, replicates, seed)``
     (or `moecl.simulate` of each configuration) bit for bit; configurations of different
     structure may be mixed. ``pool``: a given pool, for one configuration only.
@@ -149,7 +149,7 @@ def simulate_sweep(configs, replicates=1, seed: int = 0, executor: Executor | No
     if pool is not None and len(configs) != 1:
         raise ValueError("a given pool needs exactly one configuration")
     if min_pieces is None:
-        min_pieces = 1 if executor is None else 2 * _workers(executor)
+        min_pieces = 1 if executor is None else _workers(executor)
     pieces = plan(configs, replicates, seed, budget_bytes, min_pieces, piece_replicates, pool)
     started = time.perf_counter()
     done = _run_pieces(pieces, executor, progress)
