@@ -22,7 +22,7 @@ round:
    the step of Eq. (9) on the locality loss Eq. (6) plus the load-balancing loss Eq. (7).
 
 and `_record` writes the round's records (`RECORDS`, declared once for the engine,
-`SimulationResult` and the experiments' memory budget).
+`SimulationResult` and the experiments' memory budget), a block of rounds at a time (`_flush`).
 
 Metrics (paper, Section 4): the model error of task i under w is
 ``E_i(w) = ||w - w_{n_i}||^2``; forgetting
@@ -46,6 +46,7 @@ from . import experts, gate, limits
 from .config import Config
 from .progress import progress_bar
 from .tasks import (
+    CHUNK,
     Pool,
     check_pool,
     draw_rounds,
@@ -350,7 +351,8 @@ class _Engine:
 class _State:
     """What Algorithm 1 carries from round to round, replicate axis first."""
 
-    records: dict  # the arrays of `RECORDS`, written round by round
+    records: dict  # the arrays of `RECORDS`
+    block: dict  # (R, CHUNK, ...) buffers of the per-round records written in every round, `_flush`ed per block
     expert_models: np.ndarray  # (R, M, d) w^(m), the record final_experts
     theta: np.ndarray  # (R, M, d) the gate's Theta, the record final_theta
     errors: np.ndarray  # (R, M, N) E_n(w^(m))
@@ -375,8 +377,11 @@ def _initial_state(engine: _Engine) -> _State:
         closest[rows] = np.argmin(norms)
     config = engine.config
     one_T1 = engine.one and config.reopen == "never"
+    block = {record.name: np.empty((R, CHUNK, *record.shape(config)[1:]), dtype=record.dtype)
+             for record in RECORDS if record.per_round and record.fill is None}
     return _State(
         records=records,
+        block=block,
         expert_models=records["final_experts"],
         theta=records["final_theta"],
         errors=errors,
@@ -427,6 +432,7 @@ class _Round:
     """Round t: its data (from `_draw`) and what the steps make of them."""
 
     t: int
+    j: int  # its place in its block of rounds
     n: np.ndarray  # (R,) the task's truth
     target: np.ndarray  # (R, d) w_{n_t}
     Z: np.ndarray  # (R, s, d) the samples X_t^T
@@ -445,7 +451,7 @@ def _draw(engine: _Engine, block: _Block, j: int, t: int) -> _Round:
     n = block.tasks[:, j]
     target = engine.W[n] if engine.one else engine.W[engine.everyone, n]  # w_{n_t} of each row
     prepared = None if block.prepared is None else block.prepared[:, j]
-    return _Round(t, n, target, block.Z[:, j], block.L[:, j], prepared, block.xbar[:, j], block.noise[:, j])
+    return _Round(t, j, n, target, block.Z[:, j], block.L[:, j], prepared, block.xbar[:, j], block.noise[:, j])
 
 
 def _route(engine: _Engine, state: _State, now: _Round) -> None:
@@ -494,7 +500,7 @@ def _tally(engine: _Engine, state: _State, now: _Round) -> None:
     state.learned[everyone, m, n] += 1
     current_error = state.errors[everyone, m, n]
     state.error_when_learned += current_error
-    records["generalization"][:, t - 1] = total_before / t + current_error / t
+    state.block["generalization"][:, now.j] = total_before / t + current_error / t
     drift = engine.config.drift_round
     if drift is not None and t > drift:
         state.learned_since_drift[everyone, m, n] += 1
@@ -524,14 +530,21 @@ def _update_gate(engine: _Engine, state: _State, now: _Round) -> None:
 
 
 def _record(state: _State, now: _Round) -> None:
-    """The round's entries of the per-round records not written by the steps above."""
-    records, c = state.records, now.t - 1
-    records["tasks"][:, c] = now.n
-    records["experts"][:, c] = now.m
-    records["gate_values"][:, c] = now.h
-    records["change_norm"][:, c] = now.change_norm
-    records["closest_truth"][:, c] = state.closest
-    records["gate_trained"][:, c] = state.training
+    """The round's entries of the per-round records not written by the steps above (into the
+    block's buffers: writing one column of an (R, T) record per round is slow)."""
+    block, j = state.block, now.j
+    block["tasks"][:, j] = now.n
+    block["experts"][:, j] = now.m
+    block["gate_values"][:, j] = now.h
+    block["change_norm"][:, j] = now.change_norm
+    block["closest_truth"][:, j] = state.closest
+    block["gate_trained"][:, j] = state.training
+
+
+def _flush(state: _State, start: int, length: int) -> None:
+    """Copy a block of rounds from the buffers into the records."""
+    for name, buffer in state.block.items():
+        state.records[name][:, start:start + length] = buffer[:, :length]
 
 
 def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
@@ -559,6 +572,7 @@ def _run(batch: _Batch, rngs: list, progress: bool) -> dict:
                 _tally(engine, state, now)
                 _update_gate(engine, state, now)
                 _record(state, now)
+            _flush(state, start, length)
             bar.update(length)
     finally:
         bar.close()
