@@ -8,6 +8,7 @@ import torch
 
 from moecl import deep, metrics
 from moecl.deep import datasets, streams, training
+from moecl.deep.checkpoint import read_checkpoint
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -52,7 +53,7 @@ def test_resume_gives_the_uninterrupted_numbers(stream, tmp_path, interrupt_trai
     with pytest.raises(KeyboardInterrupt):
         deep.run(config, stream, seed=3, checkpoint=path, checkpoint_every=2)
     interrupt_training(None)
-    assert path.exists() and torch.load(path, weights_only=False)["state"]["t"] == 4
+    assert path.exists() and read_checkpoint(path)[0]["t"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary files left
     resumed = deep.run(config, stream, seed=3, checkpoint=path, checkpoint_every=2)
     for name in ("tasks", "experts", "test_loss", "test_accuracy", "gate_values", "change_norm"):
@@ -170,7 +171,8 @@ def float64_torch():
 
 
 @pytest.mark.parametrize("which", ["gate, cnn, one-vs-rest", "gate, cnn, class-incremental",
-                                   "joint, cnn, class-incremental", "gate, resnet18, class-incremental"])
+                                   "replay, cnn, class-incremental", "joint, cnn, class-incremental",
+                                   "seed, cnn, class-incremental", "gate, resnet18, class-incremental"])
 def test_batched_replicates_are_their_runs_alone_in_float64(which, float64_torch):
     # The same code in float64: a replicate of a batch must be its seed's run alone up to float64
     # rounding (1e-16 relative per operation; even amplified by training as much as the float32 runs
@@ -183,7 +185,7 @@ def test_batched_replicates_are_their_runs_alone_in_float64(which, float64_torch
     else:
         tasks = streams.class_split_tasks(digits, [[0, 1], [2, 3], [4, 5]], scenario="class", samples_per_task=60,
                                        test_samples_per_task=30, seed=0)
-    config = small(T=5, M=1 if method == "joint" else 2, T1=2, method=method, architecture=architecture,
+    config = small(T=5, M=1 if method in ("replay", "joint") else 2, T1=2, method=method, architecture=architecture,
                    width=2 if architecture == "resnet18" else 4)
     seeds = [4, 1, 6]
     batched = deep.run(config, tasks, seed=seeds)
@@ -249,7 +251,7 @@ def test_multi_seed_resume_gives_the_uninterrupted_numbers(stream, tmp_path, int
     with pytest.raises(KeyboardInterrupt):
         deep.run(config, stream, seed=seeds, checkpoint=path, checkpoint_every=2)
     interrupt_training(None)
-    assert torch.load(path, weights_only=False)["state"]["t"] == 4
+    assert read_checkpoint(path)[0]["t"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["replicates.pt"]  # written atomically
     resumed = deep.run_replicates(config, stream, seeds, checkpoint=path, checkpoint_every=2)
     for k in range(len(seeds)):

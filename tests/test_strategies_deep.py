@@ -59,14 +59,14 @@ def test_fit_gaussian_shrinks_the_variance():
     np.testing.assert_allclose(var, [0.5 * 1 + 0.5 * 0.5 + 1e-4, 0.5 * 0 + 0.5 * 0.5 + 1e-4])
 
 
-def test_joint_training_set_covers_every_type_seen():
-    config = deep.DeepConfig(M=1, method="joint", device="cpu")
+def test_replay_training_set_covers_every_type_seen():
+    config = deep.DeepConfig(M=1, method="replay", device="cpu")
     strategy = sd.make_strategy(config, None, {})
     state = strategy.initial_state()
     rng = np.random.default_rng(0)
-    first = strategy.training_set(state, 2, np.array([5, 6, 7]), rng)
+    first = strategy.training_set(state, 1, 2, np.array([5, 6, 7]), rng)
     assert list(first) == [2]
-    second = strategy.training_set(state, 0, np.array([1, 2]), rng)
+    second = strategy.training_set(state, 2, 0, np.array([1, 2]), rng)
     assert sorted(second) == [0, 2] and len(second[2]) == 2 and set(second[2]) <= {5, 6, 7}
     np.testing.assert_array_equal(second[0], [1, 2])
 
@@ -93,7 +93,8 @@ def test_scenario_metrics_by_hand():
     summary = deep.summarise(records, scenario="task")
     assert summary["average_accuracy"] == pytest.approx((0.85 + 0.6 + 0.85) / 3)
     assert summary["backward_transfer"] == pytest.approx(((0.85 - 0.9) + (0.6 - 0.7)) / 2)
-    assert summary["accuracy_forgetting"] == pytest.approx(0.075)
+    # Chaudhry et al.'s forgetting: best earlier accuracy minus final, tasks 1 and 2: (0.9 - 0.85, 0.7 - 0.6).
+    assert summary["average_forgetting"] == pytest.approx(0.075)
     # Test loss 1 - accuracy: F_3 = mean over tasks 1, 2 of the loss growth; G_3 = mean final loss.
     assert summary["forgetting"] == pytest.approx(((0.15 - 0.1) + (0.4 - 0.3)) / 2)
     assert summary["generalization"] == pytest.approx((0.15 + 0.4 + 0.15) / 3)
@@ -160,7 +161,7 @@ def test_seed_run_is_deterministic_and_follows_its_rule(split_digits):
     assert summary["backward_transfer"] == pytest.approx(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
 
 
-@pytest.mark.parametrize("method, M", [("finetune", 1), ("joint", 1), ("gate", 2)])
+@pytest.mark.parametrize("method, M", [("finetune", 1), ("replay", 1), ("joint", 1), ("gate", 2)])
 def test_baselines_and_gate_run_in_both_scenarios(split_digits, method, M):
     records = deep.run(tiny(method=method, M=M, T=4), split_digits, seed=0)
     assert records.method == method and records.ensemble_accuracy is None
@@ -192,7 +193,8 @@ def test_seed_run_resumes_exactly(split_digits, tmp_path, interrupt_training):
 @pytest.mark.parametrize(
     "changes, message",
     [({"method": "ewc"}, "method='ewc'"), ({"method": "finetune", "M": 2}, "M must be 1, got M=2"),
-     ({"method": "joint", "M": 3}, "method='joint'"), ({"task_order": "sorted"}, "task_order='sorted'"),
+     ({"method": "joint", "M": 3}, "method='joint'"), ({"method": "replay", "M": 2}, "method='replay'"),
+     ({"task_order": "sorted"}, "task_order='sorted'"),
      ({"shrinkage": 1.5}, "shrinkage=1.5"), ({"shrinkage": -0.1}, "shrinkage=-0.1")],
 )
 def test_bad_config(changes, message):
@@ -298,7 +300,7 @@ def test_deep_methods_stream_and_overrides_are_checked(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))  # an empty data directory
     with pytest.raises(ValueError, match="stream='imagenet'"):
         experiments.run_experiment("deep-methods", overrides={"stream": "imagenet"})
-    with pytest.raises(ValueError, match="--set M: .*takes none"):
+    with pytest.raises(ValueError, match="--set M: deep-methods sets M itself"):
         experiments.run_experiment("deep-methods", overrides={"stream": "cifar10", "M": 2})
     with pytest.raises(ValueError, match="stream='tiny-imagenet' needs data .*wnids.txt"):
         experiments.run_experiment("deep-methods", overrides={"stream": "tiny-imagenet"}, replicates=2, rounds=2)

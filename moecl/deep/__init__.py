@@ -6,7 +6,7 @@ Algorithm 1 with neural experts. One job per module:
 * `config`: `DeepConfig`, the parameters of a run, and `resolve_device`.
 * `networks`: the experts (a small CNN, ResNet-18).
 * `engine`: `run` / `run_replicates`, the loop over rounds (several seeds in lockstep),
-  and the gate's input `gate_feature`.
+  and the gate's input `gate_map`.
 * `training`: training and evaluation of the selected experts, one network or stacked
   over replicates.
 * `methods`: how the expert of a round is chosen: the paper's gate, SEED, fine-tuning,
@@ -22,13 +22,13 @@ Importing this package imports torch; the linear half of `moecl` does not.
 """
 
 from .config import ARCHITECTURES, DEVICES, TASK_ORDERS, DeepConfig, resolve_device
-from .engine import gate_feature, run, run_replicates
+from .engine import gate_feature, gate_map, run, run_replicates
 from .networks import ResNet18, SmallCNN, make_expert, model_outputs, parameter_vector
-from .records import RoundRecords, accuracy_matrix, prediction_tables, summarise
+from .records import RULES, RoundRecords, accuracy_matrix, max_forgetting, prediction_tables, summarise
 from .streams import SCENARIOS
 
 __all__ = [
     "ARCHITECTURES", "DEVICES", "SCENARIOS", "TASK_ORDERS", "DeepConfig", "ResNet18", "RoundRecords", "SmallCNN",
-    "accuracy_matrix", "gate_feature", "make_expert", "model_outputs", "parameter_vector", "prediction_tables",
+    "RULES", "accuracy_matrix", "gate_feature", "gate_map", "make_expert", "max_forgetting", "model_outputs", "parameter_vector", "prediction_tables",
     "resolve_device", "run", "run_replicates", "summarise",
 ]

@@ -1,28 +1,159 @@
-"""Checkpoints of a deep run: written atomically, restored only into the same run."""
+"""Checkpoints of a deep run: a format that cannot carry code, verified, restored only into the same run.
+
+A checkpoint is one `safetensors <https://github.com/huggingface/safetensors>`_ file:
+every tensor and numpy array of the run (the experts' weights, the strategies' and
+records' arrays) as a named tensor, and everything else (the round reached, numbers,
+the generators' states, the run's identity) as JSON in the file's metadata. Neither
+part is unpickled, so a crafted file can at worst be refused, never run code. A
+SHA-256 checksum over the JSON and every tensor's bytes is stored with them and
+verified on load (torch's own files have none), so a truncated, flipped or edited file
+is refused with one error naming it and saying that it can be deleted
+(`CheckpointError`).
+
+The identity (`run_identity`) covers everything that determines the run: the
+configuration, the seeds, the stream's name, seed, scenario and sizes, a hash of its
+task arrays, and the format version; a checkpoint of another run is refused in one line
+that names what differs (ValueError).
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``); the
+temporary file is removed when the write fails or is interrupted, SIGTERM included
+(`moecl.deep.engine.run_replicates` turns SIGTERM into an exception while it runs).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
+import struct
 import tempfile
 
+import numpy as np
 import torch
+
+#: Tag and version of the checkpoint format (version 1: safetensors + JSON metadata).
+FORMAT = "moecl-deep-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(OSError):
+    """A checkpoint that cannot be read back (truncated, corrupt, edited, not a checkpoint)."""
+
+    def __init__(self, path, reason: str):
+        path = os.fspath(path)
+        super().__init__(f"checkpoint {path!r} is unusable ({reason}); it can be deleted "
+                         f"(the run then starts from round 1): rm {path!r}")
+
+
+def stream_identity(stream) -> dict:
+    """What identifies a task stream: name, seed, scenario, outputs, image shape, source, sizes and
+    a BLAKE2b hash of every task's image and label arrays."""
+    digest = hashlib.blake2b(digest_size=20)
+    sizes = []
+    for task in stream:
+        for array in (task.train_images, task.train_labels, task.test_images, task.test_labels):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+        sizes.append([int(len(task.train_labels)), int(len(task.test_labels))])
+    return {"name": stream.name, "seed": int(getattr(stream, "seed", -1)), "scenario": stream.scenario,
+            "N": int(stream.N), "outputs": int(stream.num_outputs), "image_shape": list(stream.image_shape),
+            "source": stream.source, "sizes": sizes, "data_hash": digest.hexdigest()}
+
+
+def run_identity(config, seeds, stream) -> dict:
+    """The identity a checkpoint must match: format version, configuration, seeds and stream."""
+    return _normalise({"format_version": VERSION, "config": dataclasses.asdict(config), "seeds": list(seeds),
+                       "stream": stream_identity(stream)})
+
+
+def _normalise(value):
+    """``value`` as JSON would give it back (tuples become lists, ...)."""
+    return json.loads(json.dumps(value))
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _encode(value, key: str, tensors: dict):
+    """A JSON-able tree of ``value``; numpy arrays and tensors go to ``tensors`` under ``key``."""
+    from .records import RoundRecords
+
+    if isinstance(value, np.ndarray):
+        tensors[key] = torch.from_numpy(np.array(value, copy=True, order="C"))
+        return {"__array__": key}
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().clone().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, RoundRecords):
+        return {"__records__": {f.name: _encode(getattr(value, f.name), f"{key}.{f.name}", tensors)
+                                for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value):
+            raise TypeError(f"checkpoint keys must be str or int, got {list(value)!r}")
+        return {"__dict__": [[k, _encode(v, f"{key}.{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {key} in a checkpoint")
+
+
+def _decode(tree, tensors: dict):
+    from .records import RoundRecords
+
+    if isinstance(tree, list):
+        return [_decode(v, tensors) for v in tree]
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            return tensors[tree["__array__"]].numpy().copy()
+        if set(tree) == {"__tensor__"}:
+            return tensors[tree["__tensor__"]]
+        if set(tree) == {"__records__"}:
+            return RoundRecords(**{k: _decode(v, tensors) for k, v in tree["__records__"].items()})
+        if set(tree) == {"__dict__"}:
+            return {k: _decode(v, tensors) for k, v in tree["__dict__"]}
+        raise ValueError(f"unknown node {sorted(tree)}")
+    return tree
+
+
+def _checksum(state_json: str, tensors: dict) -> str:
+    digest = hashlib.sha256(state_json.encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- save and restore
 
 
 def save_checkpoint(path, identity, t, replicates) -> None:
     """Write the checkpoint atomically: a temporary file in the same folder, then rename."""
-    payload = {
+    from safetensors.torch import save
+
+    tensors: dict = {}
+    state = {
         "identity": identity,
-        "state": {"t": t, "replicates": [dict(rep.state) for rep in replicates]},
-        "models": [[{k: v.cpu() for k, v in model.state_dict().items()} for model in rep.models]
-                   for rep in replicates],
+        "t": int(t),
+        "replicates": [_encode(dict(rep.state), f"state.{r}", tensors) for r, rep in enumerate(replicates)],
+        "models": [[_encode(dict(model.state_dict()), f"model.{r}.{m}", tensors) for m, model in enumerate(rep.models)]
+                   for r, rep in enumerate(replicates)],
         "rng": [rep.rng.bit_generator.state for rep in replicates],
     }
+    state_json = json.dumps(state, sort_keys=True)
+    data = save(tensors, metadata={"format": FORMAT, "version": str(VERSION), "state": state_json,
+                                   "checksum": _checksum(state_json, tensors)})
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -32,18 +163,80 @@ def save_checkpoint(path, identity, t, replicates) -> None:
         raise
 
 
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(state, tensors) of a checkpoint file, verified; `CheckpointError` naming the path otherwise."""
+    from safetensors.torch import load
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise CheckpointError(path, f"cannot be read: {error.strerror or error}") from None
+    if len(data) < 8:
+        raise CheckpointError(path, f"{len(data)} bytes: empty or truncated")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8:
+        raise CheckpointError(path, "truncated, or not a checkpoint")
+    try:
+        header = json.loads(data[8:8 + length])
+        metadata = header["__metadata__"]
+        assert metadata["format"] == FORMAT
+    except Exception:
+        raise CheckpointError(path, "not a moecl checkpoint (no safetensors header with its format tag)") from None
+    try:
+        version = int(metadata["version"])
+    except (KeyError, ValueError):
+        raise CheckpointError(path, "no format version") from None
+    if version != VERSION:
+        raise CheckpointError(path, f"format version {version}; this moecl reads version {VERSION}")
+    try:
+        tensors = load(data)
+        state_json = metadata["state"]
+        if _checksum(state_json, tensors) != metadata["checksum"]:
+            raise ValueError("checksum mismatch")
+        state = json.loads(state_json)
+        for key in ("identity", "t", "replicates", "models", "rng"):
+            state[key]
+    except Exception as error:
+        reason = "checksum mismatch: the file was altered or damaged" if str(error) == "checksum mismatch" \
+            else f"corrupt: {type(error).__name__}"
+        raise CheckpointError(path, reason) from None
+    return state, tensors
+
+
 def restore_checkpoint(path, identity, replicates) -> int:
     """Load a checkpoint of the same run into the replicates; returns the last round it holds."""
-    payload = torch.load(path, weights_only=False)
-    if payload.get("identity") != identity:
-        raise ValueError(
-            f"checkpoint {os.fspath(path)!r} belongs to another run (configuration, seeds or stream differ); "
-            "delete it or choose another checkpoint path"
-        )
-    for rep, state, models, rng_state in zip(replicates, payload["state"]["replicates"], payload["models"],
-                                             payload["rng"]):
-        rep.state.update(state)
-        for model, weights in zip(rep.models, models):
-            model.load_state_dict(weights)
-        rep.rng.bit_generator.state = rng_state
-    return int(payload["state"]["t"])
+    state, tensors = read_checkpoint(path)
+    if state["identity"] != identity:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} belongs to another run ({_difference(state['identity'], identity)}); "
+                         "delete it or choose another checkpoint path")
+    T = identity["config"]["T"]
+    t = state["t"]
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= T:
+        raise CheckpointError(path, f"round t={t!r} outside [0, {T}]")
+    if len(state["replicates"]) != len(replicates) or len(state["models"]) != len(replicates):
+        raise CheckpointError(path, "wrong number of replicates")
+    try:
+        for rep, rep_state, models, rng_state in zip(replicates, state["replicates"], state["models"], state["rng"]):
+            restored = _decode(rep_state, tensors)
+            if set(restored) != set(rep.state):
+                raise ValueError("state keys differ")
+            rep.state.update(restored)
+            for model, weights in zip(rep.models, models, strict=True):
+                model.load_state_dict(_decode(weights, tensors))
+            rep.rng.bit_generator.state = rng_state
+    except Exception as error:
+        raise CheckpointError(path, f"corrupt: {type(error).__name__}: {error}") from None
+    return t
+
+
+def _difference(stored: dict, wanted: dict, prefix: str = "") -> str:
+    """The first field in which two identities differ, as 'field: stored vs this run'."""
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return _difference(a, b, f"{prefix}{key}.")
+            text_a, text_b = (json.dumps(v)[:60] for v in (a, b))
+            return f"{prefix}{key} is {text_a} in the checkpoint, {text_b} in this run"
+    return "no difference found"

@@ -15,6 +15,9 @@ from . import methods
 
 #: Expert networks, devices and task orders a `DeepConfig` accepts.
 ARCHITECTURES = ("cnn", "resnet18")
+GATE_INPUTS = ("mean-image", "colour-stats", "random-features")
+GATE_CENTRINGS = ("running", "none")
+LOCALITY_SIGNALS = ("change", "gradient", "loss")
 DEVICES = ("auto", "cpu", "cuda")
 TASK_ORDERS = ("random", "cyclic")
 
@@ -33,15 +36,33 @@ class DeepConfig:
     section 6); Gamma (termination threshold, **book choice** 0.05, about
     sigma0**1.25 for that setup's sigma0 = 0.1), T1 (exploration rounds; ``None``:
     ``ceil(M / eta)``), termination (``"gap"`` or ``"none"``),
-    gate_dim (``None``: the centred mean image itself; an integer: a fixed Gaussian
-    random projection of it to that many dimensions).
+    gate_input (**book choice**, `moecl.deep.engine.gate_map`): the per-image feature whose
+    batch mean the gate sees: ``"mean-image"`` (the flattened image; with ``gate_dim``, a
+    fixed Gaussian random projection of it), ``"colour-stats"`` (per-channel mean and
+    standard deviation plus a fixed random projection of the image to ``gate_dim``,
+    default 64, dimensions) or ``"random-features"`` (``gate_dim``, default 256, fixed
+    random ReLU features of the image). gate_centring (**book choice**): ``"running"``
+    subtracts the running mean of the batch features of the rounds so far (only data
+    already seen), ``"none"`` subtracts nothing.
+    locality_signal (**book choice**): the deep analogue of the locality loss's
+    ``||w_t - w_{t-1}||``: ``"change"`` (the norm of the selected expert's parameter
+    change over its Adam training), ``"gradient"`` (the norm of the gradient of its
+    loss on the task's batch before training: what one gradient step would change) or
+    ``"loss"`` (its loss on the task's batch before training).
     test_samples: test images per task type used for the metrics (``None``: all).
     device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; on CUDA the
     experts train in bf16 autocast.
     method: how the expert of a round is chosen (`moecl.deep.methods`): ``"gate"``
     (the paper's MoE), ``"seed"`` (SEED-style KL selection and Bayes ensemble),
-    ``"finetune"`` (one network, M = 1) or ``"joint"`` (one network trained on all task
-    types seen so far, M = 1).
+    ``"finetune"`` (one network, M = 1), ``"replay"`` (one network trained on the task
+    plus a bounded replay of every type seen, M = 1) or ``"joint"`` (one network trained
+    from scratch, offline, on every sample seen so far, M = 1).
+    seed_distillation: weight of SEED's feature distillation (``method="seed"`` only; 0
+    turns it off). joint_refit_every: ``method="joint"`` refits every so many rounds
+    and after round T.
+    deterministic: deterministic kernels (``torch.use_deterministic_algorithms``, the
+    cuBLAS workspace, cuDNN without benchmarking) so that a resumed run equals an
+    uninterrupted one on a GPU too; ``False`` trades that for speed.
     task_order: ``"random"`` (the paper: each round's type uniform over the N types) or
     ``"cyclic"`` (types 0, 1, ..., N-1, 0, 1, ...: the literature's sequence of tasks).
     shrinkage: SEED's variance shrinkage (`moecl.methods.fit_gaussian`).
@@ -67,9 +88,15 @@ class DeepConfig:
     method: str = "gate"
     task_order: str = "random"
     shrinkage: float = 0.5
+    gate_input: str = "mean-image"
+    gate_centring: str = "running"
+    locality_signal: str = "gradient"
+    seed_distillation: float = 1.0
+    joint_refit_every: int = 1
+    deterministic: bool = True
 
     def __post_init__(self):
-        for name in ("M", "T", "samples_per_round", "epochs", "batch_size", "width"):
+        for name in ("M", "T", "samples_per_round", "epochs", "batch_size", "width", "joint_refit_every"):
             check_int(name, getattr(self, name), minimum=1)
         for name in ("lr", "eta"):
             check_real(name, getattr(self, name), low=0.0, low_open=True)
@@ -89,7 +116,14 @@ class DeepConfig:
             raise ValueError(f"device={self.device!r} is not one of {DEVICES}")
         if self.method not in methods.METHODS:
             raise ValueError(f"method={self.method!r} is not one of {methods.METHODS}")
-        if self.method in ("finetune", "joint") and self.M != 1:
+        for name, allowed in (("gate_input", GATE_INPUTS), ("gate_centring", GATE_CENTRINGS),
+                              ("locality_signal", LOCALITY_SIGNALS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
+        check_real("seed_distillation", self.seed_distillation, low=0.0)
+        if not isinstance(self.deterministic, bool):
+            raise ValueError(f"deterministic={self.deterministic!r} must be True or False")
+        if self.method in methods.SINGLE_NETWORK_METHODS and self.M != 1:
             raise ValueError(f"method={self.method!r} trains one network: M must be 1, got M={self.M}")
         if self.task_order not in TASK_ORDERS:
             raise ValueError(f"task_order={self.task_order!r} is not one of {TASK_ORDERS}")

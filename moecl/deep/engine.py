@@ -6,20 +6,22 @@ Algorithm 1 with neural experts:
 * each round t draws a task type ``n_t`` uniformly from the stream's N types and
   ``samples_per_round`` of its training images (seeded);
 * the gate is the linear gate of Eq. (1)-(3) on a fixed feature of the task's
-  batch, ``xbar_t`` (**book choice**: the batch's mean flattened image minus the
-  mean image of the whole stream, optionally followed by a fixed random projection
-  to ``gate_dim`` dimensions, see `gate_feature`); noisy top-1 routing Eq. (2);
+  batch, ``xbar_t`` (**book choice**: the batch mean of a fixed per-image feature,
+  ``DeepConfig.gate_input``, `gate_map`, minus the running mean of the batch
+  features seen so far); noisy top-1 routing Eq. (2);
 * only the selected expert trains, on the task's samples, by Adam for ``epochs``
   epochs (a fresh optimiser per task: the deep analogue of Eq. (5));
 * the gate takes the step Eq. (9) on the locality loss Eq. (6), whose
-  ``||w_t - w_{t-1}||`` is the norm of the selected expert's parameter change, plus
+  ``||w_t - w_{t-1}||`` is ``DeepConfig.locality_signal`` (**book choice**: by default
+  the norm of the gradient of the selected expert's loss on the task's batch before
+  it trains, which vanishes for an expert that already knows the task), plus
   the load-balancing loss Eq. (7), until the termination rule stops it after T1
   rounds. The gate code is `moecl.gate`, the same as the linear engine's.
 
 The same loop runs the methods the book compares the paper's MoE with
 (``DeepConfig.method``, `moecl.deep.methods`): SEED-style expert selection with
-a Bayes ensemble (Rypesc et al., ICLR 2024), one network fine-tuned on every task, and
-joint training on every task seen so far. Only the choice of the expert, what it
+a Bayes ensemble (Rypesc et al., ICLR 2024), one network fine-tuned on every task,
+bounded replay and joint (offline) training on every task seen so far. Only the choice of the expert, what it
 trains on and how the ensemble predicts differ.
 
 Metrics (`RoundRecords`) after every round, on held-out test images of every task
@@ -43,9 +45,11 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 
@@ -55,31 +59,68 @@ import torch
 from .._checks import check_int
 from ..progress import progress_bar
 from . import methods
-from .checkpoint import restore_checkpoint, save_checkpoint
+from .checkpoint import restore_checkpoint, run_identity, save_checkpoint
 from .config import DeepConfig, resolve_device
 from .networks import make_expert, parameter_vector
 from .records import RoundRecords
-from .training import features, test_outputs, test_outputs_stacked, test_set, train
+from .training import features, locality_signals, test_outputs, test_outputs_stacked, test_set, train
 
 
 def gate_feature(images: np.ndarray, centre: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
-    """``xbar_t`` for a task's batch (book choice; the deep analogue of Eq. (1)).
+    """The batch's mean flattened image minus ``centre``, times ``projection`` (gate_dim, C*H*W) if given.
 
-    The batch's mean flattened image minus ``centre`` (the mean image of the stream),
-    times ``projection`` (gate_dim, C*H*W) when one is given.
+    The ``"mean-image"`` gate input with a fixed centre (`gate_map` is the general form).
     """
     xbar = images.reshape(len(images), -1).mean(axis=0, dtype=np.float64) - centre
     return xbar if projection is None else projection @ xbar
 
 
+#: Default dimensions of the gate inputs that need one (``DeepConfig.gate_dim=None``).
+_DEFAULT_GATE_DIMS = {"colour-stats": 64, "random-features": 256}
+
+
+def gate_map(config: DeepConfig, image_shape, seed_sequence):
+    """The per-image gate feature of ``config.gate_input``: a function (n, C, H, W) -> (n, d), float64.
+
+    The gate sees the mean of it over the task's batch, centred (`moecl.deep.methods.GateStrategy`).
+    Everything random in it is fixed by ``seed_sequence`` (data-independent; nothing learned):
+
+    * ``"mean-image"``: the flattened image; with ``gate_dim``, ``P x`` for a Gaussian
+      ``P`` (gate_dim, D) scaled by ``1/sqrt(D)``;
+    * ``"colour-stats"``: per-channel mean and standard deviation of the image, then ``P x``
+      (gate_dim rows, default 64);
+    * ``"random-features"``: ``relu(P (x - 1/2) + b)``, gate_dim (default 256) random
+      ReLU features (``P`` as above times ``sqrt(2)``, ``b`` uniform in [-1/2, 1/2]):
+      their batch mean is an embedding of the batch's distribution, not only of its
+      mean image.
+    """
+    dim = int(np.prod(image_shape))
+    rng = np.random.default_rng(seed_sequence)
+    rows = config.gate_dim or _DEFAULT_GATE_DIMS.get(config.gate_input)
+    projection = None if rows is None else rng.standard_normal((rows, dim)) / math.sqrt(dim)
+    channels = image_shape[0]
+    if config.gate_input == "mean-image":
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            return flat if projection is None else flat @ projection.T
+    elif config.gate_input == "colour-stats":
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            per_channel = flat.reshape(len(images), channels, -1)
+            return np.concatenate([per_channel.mean(axis=2), per_channel.std(axis=2), flat @ projection.T], axis=1)
+    else:
+        projection = projection * math.sqrt(2.0)
+        bias = rng.uniform(-0.5, 0.5, size=rows)
+
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            return np.maximum((flat - 0.5) @ projection.T + bias, 0.0)
+    return phi
+
+
 def _context(config: DeepConfig, stream, seed_sequence) -> dict:
     """What the strategies need to know about the stream: gate feature, class numbering."""
-    centre = np.mean([task.train_images.reshape(len(task.train_images), -1).mean(axis=0) for task in stream],
-                     axis=0, dtype=np.float64)
-    dim = centre.size
-    projection = None
-    if config.gate_dim is not None:
-        projection = np.random.default_rng(seed_sequence).standard_normal((config.gate_dim, dim)) / math.sqrt(dim)
+    phi = gate_map(config, stream.image_shape, seed_sequence)
     k = stream.num_outputs
     global_labels = stream.scenario == "class"
     outputs = [np.unique(np.concatenate([task.train_labels, task.test_labels])) for task in stream]
@@ -90,11 +131,59 @@ def _context(config: DeepConfig, stream, seed_sequence) -> dict:
         return labels if global_labels else n * k + labels
 
     return {
-        "centre": centre, "projection": projection, "gate_dim": config.gate_dim or dim,
-        "gate_feature": lambda images: gate_feature(images, centre, projection),
+        "gate_map": phi, "gate_dim": int(phi(np.zeros((1, *stream.image_shape), dtype=np.float32)).shape[1]),
         "class_index": class_index, "num_classes": k if global_labels else stream.N * k,
         "outputs": outputs, "global_labels": global_labels,
     }
+
+
+class Terminated(BaseException):
+    """Raised in place of the default SIGTERM action while a run holds files open (see `_sigterm_raises`)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a run lasts, SIGTERM (sent by ``timeout``, CI runners and schedulers) raises `Terminated`, so
+    that a checkpoint being written removes its temporary file before the process exits with 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def reproducible(config: DeepConfig, device):
+    """Deterministic kernels for the run when ``config.deterministic`` and the device is CUDA.
+
+    ``torch.use_deterministic_algorithms(True)``, the cuBLAS workspace that makes its
+    matrix products deterministic (``CUBLAS_WORKSPACE_CONFIG=:4096:8``, set only if unset)
+    and cuDNN without benchmarking, restored afterwards. On the CPU torch's kernels are
+    already deterministic and nothing changes.
+    """
+    if not (config.deterministic and device.type == "cuda"):
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
 
 
 def _check_seeds(seed, name: str) -> list[int]:
@@ -144,6 +233,8 @@ class _Replicate:
                 test_accuracy=np.zeros((T, M, N)),
                 gate_values=np.zeros((T, M)),
                 change_norm=np.zeros(T),
+                locality=np.zeros(T),
+                current_experts=np.zeros((T, N), dtype=np.int64),
                 source=stream.source,
                 method=config.method,
                 scenario=stream.scenario,
@@ -153,12 +244,12 @@ class _Replicate:
                 class_accuracy=np.full((T, N), np.nan) if class_scenario else None,
             ),
         }
-        self.gate_inputs = None
-        if class_scenario and config.method == "gate":
-            self.gate_inputs = [(np.asarray(x.cpu(), dtype=np.float64).reshape(len(x), -1) - self.context["centre"])
-                                for x, _ in tests]
-            if self.context["projection"] is not None:
-                self.gate_inputs = [g @ self.context["projection"].T for g in self.gate_inputs]
+        self.gate_inputs = None  # per-image gate features of every type's test images
+        if config.method == "gate":
+            self.gate_inputs = [self.context["gate_map"](np.asarray(x.cpu())) for x, _ in tests]
+        self.initial = None  # joint training restarts from these weights
+        if config.method == "joint":
+            self.initial = [{k: v.detach().clone() for k, v in model.state_dict().items()} for model in self.models]
         self.outputs = None
         self.device = device
 
@@ -224,65 +315,80 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     device = resolve_device(config.device)
     started = time.perf_counter()
     N, T = stream.N, config.T
-    identity = {"config": dataclasses.asdict(config), "seeds": list(seeds), "stream": repr(stream)}
+    identity = run_identity(config, seeds, stream) if checkpoint is not None else None
 
-    tests = [test_set(task, config.test_samples, device) for task in stream]
-    replicates = [_Replicate(config, stream, seed, device, tests) for seed in seeds]
-    t_done = 0
-    if checkpoint is not None and os.path.exists(checkpoint):
-        t_done = restore_checkpoint(checkpoint, identity, replicates)
-    # Logits and features of every expert on every type's test images; after a resume,
-    # of the restored experts. Only the trained expert's entry changes in a round. They
-    # come from the same code (one network, or stacked over the replicates) as in the
-    # rounds, so that a resumed run repeats an uninterrupted one bit for bit.
-    if len(replicates) == 1:
-        replicates[0].outputs = [test_outputs(model, tests) for model in replicates[0].models]
-    else:
-        for replicate in replicates:
-            replicate.outputs = [None] * config.M
-        for m in range(config.M):
-            for replicate, output in zip(replicates, test_outputs_stacked([r.models[m] for r in replicates], tests)):
-                replicate.outputs[m] = output
+    with reproducible(config, device), _sigterm_raises():
+        tests = [test_set(task, config.test_samples, device) for task in stream]
+        replicates = [_Replicate(config, stream, seed, device, tests) for seed in seeds]
+        t_done = 0
+        if checkpoint is not None and os.path.exists(checkpoint):
+            t_done = restore_checkpoint(checkpoint, identity, replicates)
+        # Logits and features of every expert on every type's test images; after a resume,
+        # of the restored experts. Only the trained expert's entry changes in a round. They
+        # come from the same code (one network, or stacked over the replicates) as in the
+        # rounds, so that a resumed run repeats an uninterrupted one bit for bit.
+        if len(replicates) == 1:
+            replicates[0].outputs = [test_outputs(model, tests) for model in replicates[0].models]
+        else:
+            for replicate in replicates:
+                replicate.outputs = [None] * config.M
+            for m in range(config.M):
+                for replicate, output in zip(replicates, test_outputs_stacked([r.models[m] for r in replicates], tests)):
+                    replicate.outputs[m] = output
 
-    bar = progress_bar(T, progress, initial=t_done)
-    try:
-        for t in range(t_done + 1, T + 1):
-            rounds = []
-            for rep in replicates:  # per replicate: draw the task, pick the expert, gather its training set
-                rng = rep.rng
-                n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
-                task = stream[n]
-                picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
-                                    replace=False)
-                images, labels = task.train_images[picked], task.train_labels[picked]
-                m, scores = rep.strategy.select(rep.state["strategy"], t, n, images, labels, rng, rep.embed)
-                chosen = rep.strategy.training_set(rep.state["strategy"], n, picked, rng)
-                train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
-                train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
-                rounds.append((n, m, images, labels, scores, train_x, train_y, parameter_vector(rep.models[m])))
+        bar = progress_bar(T, progress, initial=t_done)
+        try:
+            for t in range(t_done + 1, T + 1):
+                rounds = []
+                for rep in replicates:  # per replicate: draw the task, pick the expert, gather its training set
+                    rng = rep.rng
+                    n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
+                    task = stream[n]
+                    picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
+                                        replace=False)
+                    images, labels = task.train_images[picked], task.train_labels[picked]
+                    m, scores = rep.strategy.select(rep.state["strategy"], t, n, images, labels, rng, rep.embed)
+                    chosen = rep.strategy.training_set(rep.state["strategy"], t, n, picked, rng)
+                    if chosen:
+                        train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
+                        train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
+                    else:  # this round trains nothing (joint training between refits)
+                        train_x, train_y = images[:0], labels[:0]
+                    if rep.strategy.refit(rep.state["strategy"], t):
+                        rep.models[m].load_state_dict(rep.initial[m])
+                    locality = 0.0
+                    if config.method == "gate" and config.locality_signal != "change":  # before the expert trains
+                        locality = locality_signals(rep.models[m], train_x, train_y, device,
+                                                    which=(config.locality_signal,))[config.locality_signal]
+                    rounds.append((n, m, images, labels, scores, train_x, train_y, parameter_vector(rep.models[m]),
+                                   rep.strategy.distillation(rep.state["strategy"], m), locality))
 
-            trained = [rep.models[r[1]] for rep, r in zip(replicates, rounds)]
-            train(trained, [r[5] for r in rounds], [r[6] for r in rounds], config,
-                   [rep.rng for rep in replicates], device)
-            outputs = [test_outputs(trained[0], tests)] if len(trained) == 1 else test_outputs_stacked(trained, tests)
+                trained = [rep.models[r[1]] for rep, r in zip(replicates, rounds)]
+                active = [k for k, r in enumerate(rounds) if len(r[6])]
+                train([trained[k] for k in active], [rounds[k][5] for k in active], [rounds[k][6] for k in active], config,
+                      [replicates[k].rng for k in active], device, distill=[rounds[k][8] for k in active])
+                outputs = [test_outputs(trained[0], tests)] if len(trained) == 1 else test_outputs_stacked(trained, tests)
 
-            for rep, (n, m, images, labels, scores, _, _, before), model, output in zip(
-                    replicates, rounds, trained, outputs):
-                change_norm = float(torch.linalg.vector_norm(parameter_vector(model) - before))
-                rep.outputs[m] = output
-                records = rep.state["records"]
-                if rep.strategy.after_training(rep.state["strategy"], t, n, m, images, labels, scores, change_norm,
-                                               rep.embed):
-                    records.termination_round = t
-                rep.state["seen"][n] = True
-                records.tasks[t - 1], records.experts[t - 1] = n, m
-                records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
-                _record_round(records, t - 1, rep.outputs, tests, rep.context, rep.state, config, rep.gate_inputs)
-            bar.update(1)
-            if checkpoint is not None and (t % checkpoint_every == 0 or t == T):
-                save_checkpoint(checkpoint, identity, t, replicates)
-    finally:
-        bar.close()
+                for rep, (n, m, images, labels, scores, _, _, before, _, locality), model, output in zip(
+                        replicates, rounds, trained, outputs):
+                    change_norm = float(torch.linalg.vector_norm(parameter_vector(model) - before))
+                    if config.locality_signal == "change":
+                        locality = change_norm
+                    rep.outputs[m] = output
+                    records = rep.state["records"]
+                    if rep.strategy.after_training(rep.state["strategy"], t, n, m, images, labels, scores, locality,
+                                                   rep.embed):
+                        records.termination_round = t
+                    rep.state["seen"][n] = True
+                    records.tasks[t - 1], records.experts[t - 1] = n, m
+                    records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
+                    records.locality[t - 1] = locality
+                    _record_round(records, t - 1, rep.outputs, tests, rep.strategy, rep.state, config, rep.gate_inputs)
+                bar.update(1)
+                if checkpoint is not None and (t % checkpoint_every == 0 or t == T):
+                    save_checkpoint(checkpoint, identity, t, replicates)
+        finally:
+            bar.close()
     wall_time = time.perf_counter() - started
     for rep in replicates:
         rep.state["records"].wall_time = wall_time
@@ -303,10 +409,11 @@ def _score(log_posterior: np.ndarray, candidates: np.ndarray, labels: np.ndarray
     return loss, accuracy
 
 
-def _record_round(records, row, outputs, tests, context, state, config, gate_inputs) -> None:
+def _record_round(records, row, outputs, tests, strategy, state, config, gate_inputs) -> None:
     """Fill round ``row`` of the tables (`RoundRecords`) from the experts' test outputs."""
     M, N = len(outputs), len(tests)
     labels = [np.asarray(y.cpu()) for _, y in tests]
+    context = strategy.context
     task_classes = context["outputs"]  # expert outputs of each type (its labels)
     for m in range(M):
         for n in range(N):
@@ -314,28 +421,24 @@ def _record_round(records, row, outputs, tests, context, state, config, gate_inp
             records.test_loss[row, m, n], records.test_accuracy[row, m, n] = _score(
                 _log_softmax(logits[:, task_classes[n]]), task_classes[n], labels[n])
     strategy_state = state["strategy"]
+    if config.method == "gate":  # the expert the gate as it is now sends each type's test batch to
+        records.current_experts[row] = strategy.current_experts(strategy_state, gate_inputs)
     if config.method == "seed":
-        trained = np.flatnonzero(strategy_state["trained"])
-        features = [np.array([outputs[k][n][1] for k in trained]) for n in range(N)]
-
-        def ensemble(n, classes):
-            return methods.bayes_ensemble_log_posterior(
-                features[n], strategy_state["mu"][np.ix_(trained, classes)],
-                strategy_state["var"][np.ix_(trained, classes)])
-
+        features = [np.array([outputs[k][n][1] for k in range(M)]) for n in range(N)]
         for n in range(N):
             classes = context["class_index"](n, task_classes[n])
             if strategy_state["fitted"][classes].all():
                 records.ensemble_loss[row, n], records.ensemble_accuracy[row, n] = _score(
-                    ensemble(n, classes), classes, context["class_index"](n, labels[n]))
+                    strategy.ensemble(strategy_state, features[n], classes), classes,
+                    context["class_index"](n, labels[n]))
     if records.class_accuracy is not None:
         seen = np.unique(np.concatenate([task_classes[n] for n in np.flatnonzero(state["seen"])]))
         for n in np.flatnonzero(state["seen"]):
             if config.method == "seed":
-                log_posterior = ensemble(n, seen)
+                log_posterior = strategy.ensemble(strategy_state, features[n], seen)
             else:
                 if config.method == "gate":  # route each test image by the gate, no noise (book choice)
-                    routed = np.argmax(gate_inputs[n] @ strategy_state["theta"].T, axis=1)
+                    routed = strategy.route_images(strategy_state, gate_inputs[n])
                 else:
                     routed = np.zeros(len(labels[n]), dtype=np.int64)
                 logits = np.stack([outputs[m][n][0] for m in range(M)])[routed, np.arange(len(routed))]

@@ -1,4 +1,4 @@
-"""Expert-selection strategies of the deep runs: the paper's gate, SEED, fine-tuning, joint training.
+"""Expert-selection strategies of the deep runs: the paper's gate, SEED, fine-tuning, replay, joint training.
 
 `moecl.deep.run` has one loop (draw a task, pick an expert, train it, evaluate);
 what differs between the methods it compares is how the expert is picked, what it
@@ -15,13 +15,22 @@ method, chosen by ``DeepConfig.method``:
   space the task's classes are most separated, the largest mean pairwise symmetric KL
   divergence between their Gaussians (`symmetric_kl`, `kl_scores`). After training,
   every trained expert fits Gaussians to the task's classes. Prediction is the Bayes
-  ensemble `bayes_ensemble_log_posterior`. SEED's feature distillation of the
-  fine-tuned expert is not used (book choice; the plain cross-entropy variant).
+  ensemble `bayes_ensemble_log_posterior`, in which a class's score averages only the
+  experts that have fitted a Gaussian to it (SEED leaves the other pairs out). The
+  selected expert, once it has been trained before, fine-tunes with SEED's feature
+  distillation: cross-entropy plus ``DeepConfig.seed_distillation`` times the mean
+  squared distance between its penultimate features and those of its own previous
+  version on the task's images (`moecl.deep.training.train`).
 * ``"finetune"`` - one network (M = 1) trained on every task in turn (lower reference).
-* ``"joint"`` - one network trained each round on the task's fresh samples plus, for
+* ``"replay"`` - one network trained each round on the task's fresh samples plus, for
   every other task type seen so far, as many samples drawn from everything seen of
-  that type (upper reference; book choice: a bounded replay of all data seen, so a
-  round costs at most N times a fine-tuning round).
+  that type (a bounded experience replay; a round costs at most N times a fine-tuning
+  round).
+* ``"joint"`` - the standard upper reference: one network trained **from scratch,
+  offline**, on every sample drawn so far (all tasks seen), every
+  ``DeepConfig.joint_refit_every`` rounds and after the last round; in between it keeps
+  its last fit. With ``joint_refit_every = T`` only the final row of its accuracy
+  matrix is a joint fit (the form for long runs: one offline fit on everything).
 
 A strategy keeps its state in a plain dict (numpy arrays and numbers) so that the
 run's checkpoint can store it.
@@ -35,7 +44,10 @@ import numpy as np
 
 from .. import gate
 
-METHODS = ("gate", "seed", "finetune", "joint")
+METHODS = ("gate", "seed", "finetune", "replay", "joint")
+
+#: Methods that train one network (M = 1).
+SINGLE_NETWORK_METHODS = ("finetune", "replay", "joint")
 
 
 # --------------------------------------------------------------------------- SEED's Gaussians
@@ -94,11 +106,16 @@ def log_likelihoods(features: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np
                    + np.sum((features[:, None, :] - mu[None]) ** 2 / var[None], axis=-1))
 
 
-def bayes_ensemble_log_posterior(features: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """SEED's Bayes ensemble: ``log softmax_c (1/M sum_m log N(z_m; mu_mc, var_mc))``.
+def bayes_ensemble_log_posterior(features: np.ndarray, mu: np.ndarray, var: np.ndarray,
+                                 fitted: np.ndarray | None = None) -> np.ndarray:
+    """SEED's Bayes ensemble: ``log softmax_c (mean_{m fitted c} log N(z_m; mu_mc, var_mc))``.
 
     ``features`` (M, n, D): each expert's penultimate features of n images;
-    ``mu``, ``var`` (M, C, D): the candidate classes' Gaussians in each expert.
+    ``mu``, ``var`` (M, C, D): the candidate classes' Gaussians in each expert;
+    ``fitted`` (M, C) bool: which expert/class pairs hold a fitted Gaussian (``None``:
+    all). A class's score averages only the experts that fitted it, as SEED does: a
+    pair never fitted holds a placeholder, not a model of the class, and must not vote;
+    a class no expert has fitted gets probability 0.
     Returns the log posterior (n, C) over the candidate classes. (SEED's published code
     softmaxes each expert's log-likelihoods with a temperature before averaging; the book
     averages the log-likelihoods, the product-of-experts form of the Bayes rule.)
@@ -107,7 +124,14 @@ def bayes_ensemble_log_posterior(features: np.ndarray, mu: np.ndarray, var: np.n
     if features.ndim != 3 or mu.ndim != 3 or mu.shape != var.shape or features.shape[0] != mu.shape[0] \
             or features.shape[2] != mu.shape[2]:
         raise ValueError(f"features {features.shape} must be (M, n, D) and mu, var {mu.shape} (M, C, D)")
-    score = np.mean([log_likelihoods(z, m, v) for z, m, v in zip(features, mu, var)], axis=0)
+    fitted = np.ones(mu.shape[:2], dtype=bool) if fitted is None else np.asarray(fitted, dtype=bool)
+    if fitted.shape != mu.shape[:2]:
+        raise ValueError(f"fitted {fitted.shape} must be (M, C) = {mu.shape[:2]}")
+    likelihoods = np.array([log_likelihoods(z, m, v) for z, m, v in zip(features, mu, var)])  # (M, n, C)
+    voters = fitted.sum(axis=0)
+    weights = fitted / np.maximum(voters, 1)  # (M, C): mean over the experts that fitted c
+    score = np.einsum("mnc,mc->nc", np.where(fitted[:, None, :], likelihoods, 0.0), weights)
+    score[:, voters == 0] = -np.inf  # a class no expert has fitted cannot be predicted
     score -= score.max(axis=1, keepdims=True)
     return score - np.log(np.sum(np.exp(score), axis=1, keepdims=True))
 
@@ -130,28 +154,55 @@ class Strategy:
         """(expert m_t, selection scores (M,)) for round t's task of type n."""
         return 0, np.zeros(self.config.M)
 
-    def training_set(self, state, n, picked, rng):
-        """Indices into task n's training set that the selected expert trains on."""
+    def training_set(self, state, t, n, picked, rng):
+        """{type: indices into its training set} that the selected expert trains on ({}: no training)."""
         return {n: picked}
+
+    def refit(self, state, t) -> bool:
+        """True when the selected expert restarts from its initial weights before training."""
+        return False
+
+    def distillation(self, state, m) -> float:
+        """Weight of the feature distillation towards the expert's previous version (0: none)."""
+        return 0.0
 
     def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed) -> bool:
         """Bookkeeping after the expert trained; returns True when the gate terminates this round."""
         return False
 
+    def current_experts(self, state, type_features) -> np.ndarray:
+        """The expert the method answers each task type with now, (N,) (one network: 0)."""
+        return np.zeros(len(type_features), dtype=np.int64)
+
 
 class GateStrategy(Strategy):
-    """The paper's gate: Eq. (1)-(3) routing, Eq. (6)-(9) training, termination after T1."""
+    """The paper's gate: Eq. (1)-(3) routing, Eq. (6)-(9) training, termination after T1.
+
+    The gate sees the batch mean of a fixed per-image feature (``DeepConfig.gate_input``,
+    `moecl.deep.engine.gate_map`), centred (``DeepConfig.gate_centring = "running"``) by
+    the running mean of the batch features of every round so far, this one included:
+    only data already seen (book choice).
+    """
 
     name = "gate"
 
     def initial_state(self):
-        M = self.config.M
-        return {"theta": np.zeros((M, self.context["gate_dim"])),
+        M, d = self.config.M, self.context["gate_dim"]
+        return {"theta": np.zeros((M, d)),
                 "flags": gate.TERMINATION_RULES[self.config.termination].initial_flags((M,)),
-                "training": True, "routed": np.zeros(M), "xbar": None}
+                "training": True, "routed": np.zeros(M), "xbar": None,
+                "centre_sum": np.zeros(d), "centre_count": 0}
+
+    def centre(self, state) -> np.ndarray:
+        if self.config.gate_centring == "none" or state["centre_count"] == 0:
+            return np.zeros_like(state["centre_sum"])
+        return state["centre_sum"] / state["centre_count"]
 
     def select(self, state, t, n, images, labels, rng, embed):
-        xbar = self.context["gate_feature"](images)
+        feature = self.context["gate_map"](images).mean(axis=0)
+        state["centre_sum"] = state["centre_sum"] + feature
+        state["centre_count"] += 1
+        xbar = feature - self.centre(state)
         h = gate.gate_values(state["theta"], xbar)  # Eq. (1)
         m = int(gate.route(h, self.config.lambda_ * rng.random(self.config.M)))  # Eq. (2)
         state["xbar"] = xbar
@@ -172,6 +223,15 @@ class GateStrategy(Strategy):
             state["theta"] = gate.gate_step(state["theta"], c, xbar, config.eta)  # Eq. (9)
         return stopped_now
 
+    def route_images(self, state, image_features) -> np.ndarray:
+        """The expert the gate (no noise) sends each image to, from per-image features (n, d)."""
+        return np.argmax((image_features - self.centre(state)) @ state["theta"].T, axis=1)
+
+    def current_experts(self, state, type_features):
+        """The expert the gate as it is now (no noise) sends each type's test batch to."""
+        xbar = np.array([f.mean(axis=0) for f in type_features]) - self.centre(state)
+        return np.argmax(xbar @ state["theta"].T, axis=1)
+
 
 class SeedStrategy(Strategy):
     """SEED: KL-based choice of the expert to fine-tune, Gaussians per class, Bayes ensemble."""
@@ -181,7 +241,7 @@ class SeedStrategy(Strategy):
     def initial_state(self):
         M, C, D = self.config.M, self.context["num_classes"], self.context["feature_dim"]
         return {"mu": np.zeros((M, C, D)), "var": np.ones((M, C, D)), "fitted": np.zeros(C, dtype=bool),
-                "trained": np.zeros(M, dtype=bool)}
+                "fitted_pairs": np.zeros((M, C), dtype=bool), "trained": np.zeros(M, dtype=bool)}
 
     def _fit(self, features, labels, classes):
         mu, var = zip(*[fit_gaussian(features[labels == c], self.config.shrinkage) for c in classes])
@@ -200,25 +260,38 @@ class SeedStrategy(Strategy):
         scores = kl_scores(np.array([f[0] for f in fits]), np.array([f[1] for f in fits]))
         return int(np.argmax(scores)), scores
 
+    def distillation(self, state, m):
+        """SEED's feature distillation, once the expert has a previous version to keep close to."""
+        return float(self.config.seed_distillation) if state["trained"][m] else 0.0
+
     def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed):
         state["trained"][m] = True
         classes = self.context["class_index"](n, labels)
         present = np.unique(classes)
         for k in np.flatnonzero(state["trained"]):
             state["mu"][k, present], state["var"][k, present] = self._fit(embed(k, images), classes, present)
+            state["fitted_pairs"][k, present] = True
         state["fitted"][present] = True
         return False
 
+    def ensemble(self, state, features, classes) -> np.ndarray:
+        """Log posterior (n, C) of the Bayes ensemble over ``classes``; ``features`` (M, n, D) of every
+        expert. Only the trained experts, and per class only those that fitted it, vote."""
+        trained = np.flatnonzero(state["trained"])
+        return bayes_ensemble_log_posterior(
+            np.asarray(features)[trained], state["mu"][np.ix_(trained, classes)],
+            state["var"][np.ix_(trained, classes)], state["fitted_pairs"][np.ix_(trained, classes)])
 
-class JointStrategy(Strategy):
-    """Joint training on all task types seen so far (bounded replay, see the module docstring)."""
 
-    name = "joint"
+class ReplayStrategy(Strategy):
+    """Bounded experience replay of every task type seen so far (see the module docstring)."""
+
+    name = "replay"
 
     def initial_state(self):
         return {"seen": {}}
 
-    def training_set(self, state, n, picked, rng):
+    def training_set(self, state, t, n, picked, rng):
         seen = state["seen"]
         seen[n] = np.union1d(seen.get(n, np.zeros(0, dtype=np.int64)), picked)
         chosen = {}
@@ -231,7 +304,28 @@ class JointStrategy(Strategy):
         return chosen
 
 
-STRATEGIES = {"gate": GateStrategy, "seed": SeedStrategy, "finetune": Strategy, "joint": JointStrategy}
+class JointStrategy(Strategy):
+    """Joint training: one network refit from scratch, offline, on every sample drawn so far."""
+
+    name = "joint"
+
+    def initial_state(self):
+        return {"seen": {}}
+
+    def _refit_round(self, t) -> bool:
+        return t % self.config.joint_refit_every == 0 or t == self.config.T
+
+    def training_set(self, state, t, n, picked, rng):
+        seen = state["seen"]
+        seen[n] = np.union1d(seen.get(n, np.zeros(0, dtype=np.int64)), picked)
+        return {k: seen[k] for k in sorted(seen)} if self._refit_round(t) else {}
+
+    def refit(self, state, t):
+        return self._refit_round(t)
+
+
+STRATEGIES = {"gate": GateStrategy, "seed": SeedStrategy, "finetune": Strategy, "replay": ReplayStrategy,
+              "joint": JointStrategy}
 
 
 def make_strategy(config, stream, context) -> Strategy:

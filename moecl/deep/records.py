@@ -20,7 +20,11 @@ class RoundRecords:
     gate_values (T, M): the selection scores at routing time: the gate values h_m for
     ``method="gate"``, SEED's KL scores for ``"seed"`` (NaN while SEED fills its
     experts), zeros otherwise. change_norm (T,): norm of the selected expert's
-    parameter change. termination_round: T2 (-1: never; the gate only).
+    parameter change; locality (T,): the locality signal the gate used
+    (``DeepConfig.locality_signal``; 0 for the other methods). termination_round: T2
+    (-1: never; the gate only). current_experts (T, N): the expert the method answers
+    type n with after round t (the gate as it is then, no noise, on the type's test
+    batch; 0 for one network), for the ``"current"`` scoring rule.
 
     method, scenario: the config's method and the stream's scenario.
     ensemble_loss, ensemble_accuracy (T, N): SEED's Bayes-ensemble prediction over the
@@ -45,6 +49,8 @@ class RoundRecords:
     ensemble_accuracy: np.ndarray | None = None
     class_loss: np.ndarray | None = None
     class_accuracy: np.ndarray | None = None
+    locality: np.ndarray | None = None
+    current_experts: np.ndarray | None = None
 
     def load(self) -> np.ndarray:
         """f_t^(m): fraction of rounds 1..t routed to each expert, (T, M)."""
@@ -53,17 +59,26 @@ class RoundRecords:
         return np.cumsum(onehot, axis=0) / np.arange(1, len(self.experts) + 1)[:, None]
 
 
-def prediction_tables(records: RoundRecords, scenario: str = "task"):
+#: Scoring rules of the task-incremental prediction (`prediction_tables`).
+RULES = ("round", "current")
+
+
+def prediction_tables(records: RoundRecords, scenario: str = "task", rule: str = "round"):
     """(loss, accuracy, experts) of the method's prediction, for `moecl.metrics`.
 
     ``loss`` and ``accuracy`` are (T, M', N) tables and ``experts`` (T,) says which row
-    answers round i's task. Task-incremental: the expert m_i that learned the task (the
-    paper's definition; for fine-tuning and joint training the one network), or SEED's
-    Bayes ensemble over the task's classes. Class-incremental: the method's prediction
-    over every class seen so far (`RoundRecords.class_accuracy`).
+    answers round i's task. Task-incremental, ``rule="round"``: the expert m_i that
+    learned the task (the paper's definition; for one network, that network), or SEED's
+    Bayes ensemble over the task's classes. ``rule="current"``: the method's current
+    predictor, the expert the gate as it is after round t sends the task's type to
+    (`RoundRecords.current_experts`; for the other methods the same as ``"round"``).
+    Class-incremental: the method's prediction over every class seen so far
+    (`RoundRecords.class_accuracy`; the rule does not apply).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario={scenario!r} is not one of {SCENARIOS}")
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r} is not one of {RULES}")
     zeros = np.zeros(len(records.tasks), dtype=np.int64)
     if scenario == "class":
         if records.class_accuracy is None:
@@ -72,29 +87,53 @@ def prediction_tables(records: RoundRecords, scenario: str = "task"):
         return records.class_loss[:, None, :], records.class_accuracy[:, None, :], zeros
     if records.ensemble_accuracy is not None:
         return records.ensemble_loss[:, None, :], records.ensemble_accuracy[:, None, :], zeros
+    if rule == "current" and records.method == "gate" and records.current_experts is not None:
+        pick = records.current_experts[:, None, :]  # (T, 1, N)
+        return (np.take_along_axis(records.test_loss, pick, axis=1),
+                np.take_along_axis(records.test_accuracy, pick, axis=1), zeros)
     return records.test_loss, records.test_accuracy, records.experts
 
 
-def accuracy_matrix(records: RoundRecords, scenario: str = "task") -> np.ndarray:
+def accuracy_matrix(records: RoundRecords, scenario: str = "task", rule: str = "round") -> np.ndarray:
     """R[t, i] of a run in a scenario (`prediction_tables`, `moecl.metrics.accuracy_matrix`)."""
-    _, accuracy, experts = prediction_tables(records, scenario)
+    _, accuracy, experts = prediction_tables(records, scenario, rule)
     return metrics.accuracy_matrix(accuracy, records.tasks, experts)
 
 
-def summarise(records: RoundRecords, after: int = 0, scenario: str = "task") -> dict:
-    """Final numbers of one deep run in a scenario: the paper's F_T and G_T (test loss),
-    the continual-learning accuracy metrics (average accuracy, forgetting, backward
-    transfer, all from the accuracy matrix) and routing concentration over rounds
-    ``after + 1 .. T``."""
-    loss, accuracy, experts = prediction_tables(records, scenario)
+def max_forgetting(R: np.ndarray) -> float:
+    """Average forgetting of Chaudhry et al. (2018): ``1/(T-1) sum_{i<T} max_{i<=l<T} R[l, i] - R[T, i]``.
+
+    For each task but the last, the best accuracy it ever had before the end minus its
+    final accuracy; never below 0 for a task at its best at the end. Unlike
+    ``-backward_transfer`` (which compares with the accuracy just after learning) it
+    counts a task that improved and then fell back.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    T = R.shape[0]
+    if R.ndim != 2 or R.shape[1] != T or T < 2:
+        raise ValueError(f"R of shape {R.shape} must be (T, T) with T >= 2")
+    best = np.array([np.max(R[i:T - 1, i]) for i in range(T - 1)])
+    return float(np.mean(best - R[-1, :-1]))
+
+
+def summarise(records: RoundRecords, after: int = 0, scenario: str = "task", rule: str = "round") -> dict:
+    """Final numbers of one deep run in a scenario under a scoring rule (`prediction_tables`).
+
+    The paper's F_T and G_T (test loss), and from the accuracy matrix R: the average
+    final accuracy ``average_accuracy``, the backward transfer ``backward_transfer``
+    (Lopez-Paz & Ranzato 2017, ``1/(T-1) sum_{i<T} R[T,i] - R[i,i]``) and the average
+    forgetting ``average_forgetting`` of Chaudhry et al. 2018 (`max_forgetting`); and
+    routing concentration over rounds ``after + 1 .. T``.
+    """
+    loss, accuracy, experts = prediction_tables(records, scenario, rule)
     forgetting, generalization = metrics.forgetting_and_generalization(loss, records.tasks, experts)
     R = metrics.accuracy_matrix(accuracy, records.tasks, experts)
     return {
         "forgetting": float(forgetting[-1]),
         "generalization": float(generalization[-1]),
         "average_accuracy": metrics.average_accuracy(R),
-        "accuracy_forgetting": metrics.accuracy_forgetting(R),
         "backward_transfer": metrics.backward_transfer(R),
+        "average_forgetting": max_forgetting(R),
         "concentration": metrics.routing_concentration(
             records.tasks[after:], records.experts[after:], records.test_loss.shape[2]),
     }

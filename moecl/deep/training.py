@@ -20,12 +20,52 @@ def test_set(task, limit, device):
 
 
 def autocast(device):
+    """Training's precision: bf16 autocast on CUDA, full precision on the CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
 
-def train(models, images, labels, config: DeepConfig, rngs, device) -> None:
+def full_precision(device):
+    """Evaluation's precision: autocast off, so that the test logits, SEED's features (its
+    Gaussians, KL selection and ensemble) and the locality signal are float32 even when
+    training runs in bf16."""
+    return torch.autocast(device.type, enabled=False)
+
+
+def _wide(tensor):
+    """A tensor in at least float32 (bf16 activations under autocast)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def locality_signals(model, images, labels, device, which=("gradient", "loss")) -> dict:
+    """Candidate deep analogues of the locality loss's ``||w_t - w_{t-1}||``, before ``model`` trains.
+
+    On the task's batch, with the masked cross-entropy of `train` and the model in eval
+    mode (BatchNorm statistics untouched): ``"loss"``, the loss; ``"gradient"``, the norm
+    of its gradient over all parameters (what one gradient step of unit size would
+    change). Both are near 0 for an expert that already fits the task, as the linear
+    model's minimum-norm change is. Full precision; nothing in the model changes.
+    """
+    present = np.unique(labels)
+    x = torch.as_tensor(np.array(images), device=device)
+    y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with full_precision(device):
+            logits = model(x)[:, torch.as_tensor(present, device=device)]
+            loss = nn.functional.cross_entropy(logits, y)
+        result = {"loss": float(loss.detach())}
+        if "gradient" in which:
+            grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+            result["gradient"] = float(torch.sqrt(sum(torch.sum(g.double() ** 2) for g in grads)))
+    finally:
+        model.train(was_training)
+    return result
+
+
+def train(models, images, labels, config: DeepConfig, rngs, device, distill=None) -> None:
     """Train each replicate's selected expert on its task's samples (the deep analogue of Eq. (5)).
 
     ``models``, ``images``, ``labels``, ``rngs``: one entry per replicate. Each expert
@@ -36,31 +76,44 @@ def train(models, images, labels, config: DeepConfig, rngs, device) -> None:
     down the logits of classes it does not contain; with every output present, as in
     the one-vs-rest tasks, it is the plain loss).
 
+    ``distill`` (one weight per replicate; ``None``: all 0): SEED's feature distillation,
+    the loss plus ``weight`` times the mean squared difference between the expert's
+    penultimate features and those of its version before this round, on the same batch
+    (a frozen copy; Rypesc et al. 2024).
+
     Replicates whose training sets have the same size train together, stacked
-    (`_train_stacked`); a replicate alone trains by the plain loop (`_train_one`).
+    (`train_stacked`); a replicate alone trains by the plain loop (`train_one`).
     One network (not in a list) with its images, labels and generator is one replicate.
     """
     if isinstance(models, nn.Module):
         models, images, labels, rngs = [models], [images], [labels], [rngs]
+        distill = None if distill is None else [distill]
+    distill = [0.0] * len(models) if distill is None else [float(w) for w in distill]
     groups: dict[int, list[int]] = {}
     for r, y in enumerate(labels):
         groups.setdefault(len(y), []).append(r)
     for members in groups.values():
         if len(members) == 1:
             r = members[0]
-            train_one(models[r], images[r], labels[r], config, rngs[r], device)
+            train_one(models[r], images[r], labels[r], config, rngs[r], device, distill[r])
         else:
             train_stacked([models[r] for r in members], [images[r] for r in members],
-                           [labels[r] for r in members], config, [rngs[r] for r in members], device)
+                          [labels[r] for r in members], config, [rngs[r] for r in members], device,
+                          [distill[r] for r in members])
 
 
-def train_one(model, images, labels, config: DeepConfig, rng, device) -> None:
+def train_one(model, images, labels, config: DeepConfig, rng, device, distill: float = 0.0) -> None:
     """One expert, Adam, ``epochs`` passes, seeded batch order, masked cross-entropy (`train`)."""
     present = np.unique(labels)
     x = torch.as_tensor(np.array(images), device=device)
     y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
     columns = torch.as_tensor(present, device=device)
     full = len(present) == model_outputs(model) and np.array_equal(present, np.arange(len(present)))
+    previous = None
+    if distill > 0:  # the expert as it was before this round, frozen
+        previous = copy.deepcopy(model).eval()
+        for parameter in previous.parameters():
+            parameter.requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(config.epochs):
@@ -69,18 +122,32 @@ def train_one(model, images, labels, config: DeepConfig, rng, device) -> None:
             batch = order[start:start + config.batch_size]
             optimiser.zero_grad(set_to_none=True)
             with autocast(device):
-                logits = model(x[batch])
+                logits, z = model(x[batch], features=True)
                 loss = nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch])
+                if previous is not None:
+                    with torch.no_grad():
+                        z_old = previous.embed(x[batch])
+                    loss = loss + distill * nn.functional.mse_loss(_wide(z), _wide(z_old))
             loss.backward()
             optimiser.step()
 
 
+_TEMPLATES: dict = {}
+
+
 def stacking_template(model: nn.Module) -> nn.Module:
-    """A parameterless copy of an expert (on the meta device) for `torch.func.functional_call`."""
-    return copy.deepcopy(model).to("meta")
+    """A parameterless copy of an expert (on the meta device) for `torch.func.functional_call`.
+
+    Built once per architecture and shape and kept: a round does not copy the module.
+    """
+    key = (type(model).__name__, tuple((name, tuple(value.shape), value.dtype)
+                                       for name, value in model.state_dict().items()))
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = copy.deepcopy(model).to("meta")
+    return _TEMPLATES[key]
 
 
-def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> None:
+def train_stacked(models, images, labels, config: DeepConfig, rngs, device, distill=None) -> None:
     """R experts (one per replicate, training sets of one size) trained at once, as R `_train_one`.
 
     Their parameters and buffers are stacked along a new leading axis
@@ -91,8 +158,10 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> N
     one Adam steps on the sum of the R mean losses: replicate r's slice of the stacked
     tensors gets exactly its own loss's gradient, and Adam is elementwise, so the slices
     follow R independent Adams. BatchNorm (ResNet-18) trains with its stacked running
-    statistics, updated in place per replicate under vmap. The trained slices are
-    written back into the experts.
+    statistics, updated in place per replicate under vmap. SEED's feature distillation
+    (``distill``, one weight per replicate) compares with a frozen copy of the stacked
+    tensors taken before training, run in eval mode. The trained slices are written back
+    into the experts.
     """
     R = len(models)
     K = model_outputs(models[0])
@@ -106,11 +175,16 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> N
         model.train()
     parameters, buffers = torch.func.stack_module_state(models)
     template = stacking_template(models[0]).train()
+    weights = torch.as_tensor([0.0] * R if distill is None else list(distill), device=device)
+    previous = None
+    if bool(torch.any(weights > 0)):
+        previous = ({k: v.detach().clone() for k, v in parameters.items()},
+                    {k: v.detach().clone() for k, v in buffers.items()})
 
-    def logits_of(p, b, images_batch):
-        return torch.func.functional_call(template, (p, b), (images_batch,))
+    def outputs_of(p, b, images_batch):
+        return torch.func.functional_call(template, (p, b), (images_batch,), {"features": True})
 
-    batched_logits = torch.vmap(logits_of)
+    batched_outputs = torch.vmap(outputs_of)
     optimiser = torch.optim.Adam(list(parameters.values()), lr=config.lr)
     rows = torch.arange(R, device=device)[:, None]
     size = y.shape[1]
@@ -120,10 +194,17 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> N
             batch = order[:, start:start + config.batch_size]
             optimiser.zero_grad(set_to_none=True)
             with autocast(device):
-                logits = batched_logits(parameters, buffers, x[rows, batch])
+                logits, z = batched_outputs(parameters, buffers, x[rows, batch])
                 logits = logits.masked_fill(~mask, float("-inf"))
                 losses = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows, batch].flatten(), reduction="none")
-                loss = losses.view(R, -1).mean(dim=1).sum()
+                losses = losses.view(R, -1).mean(dim=1)
+                if previous is not None:
+                    with torch.no_grad():
+                        template.eval()
+                        _, z_old = batched_outputs(*previous, x[rows, batch])
+                        template.train()
+                    losses = losses + weights * ((_wide(z) - _wide(z_old)) ** 2).flatten(1).mean(dim=1)
+                loss = losses.sum()
             loss.backward()
             optimiser.step()
     with torch.no_grad():
@@ -138,7 +219,7 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device) -> N
 def features(model, x) -> np.ndarray:
     """Penultimate features of images x, float64 (n, D)."""
     model.eval()
-    with autocast(x.device):
+    with full_precision(x.device):
         return np.asarray(model.embed(x).float().cpu(), dtype=np.float64)
 
 
@@ -148,7 +229,7 @@ def test_outputs(model, tests) -> list[tuple[np.ndarray, np.ndarray]]:
     model.eval()
     result = []
     for x, _ in tests:
-        with autocast(x.device):
+        with full_precision(x.device):
             z = model.embed(x)
             logits = (model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1])(z)
         result.append((np.asarray(logits.float().cpu(), dtype=np.float64),
@@ -173,7 +254,7 @@ def test_outputs_stacked(models, tests) -> list[list[tuple[np.ndarray, np.ndarra
     batched = torch.vmap(outputs_of, in_dims=(0, 0, None))
     result = [[] for _ in models]
     for x, _ in tests:
-        with autocast(x.device):
+        with full_precision(x.device):
             logits, z = batched(parameters, buffers, x)
         logits = np.asarray(logits.float().cpu(), dtype=np.float64)
         z = np.asarray(z.float().cpu(), dtype=np.float64)
