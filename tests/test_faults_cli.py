@@ -295,3 +295,13 @@ def test_memory_estimate_follows_the_shape(monkeypatch):
     monkeypatch.setenv(limits.MEMORY_ENV, str(one // 2))
     with pytest.raises(limits.RunLimitError, match="needs about"):
         limits.check_memory(config, 100)
+
+
+def test_simulate_refuses_a_run_that_cannot_fit_before_allocating(monkeypatch):
+    monkeypatch.setenv(limits.MEMORY_ENV, "1e6")
+    config = moecl.Config(T=100)
+    with pytest.raises(limits.RunLimitError, match=r"needs about .*R=50 replicates x T=100 rounds"):
+        moecl.simulate(config, replicates=50)
+    with pytest.raises(limits.RunLimitError, match=r"R=100 replicates"):
+        moecl.simulate_many([config, config.replace(sigma0=0.2)], replicates=50)
+    moecl.simulate(config, replicates=2)  # a run that fits is not touched
