@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("name", metavar="NAME", help="experiment to run (see 'moecl list')")
-    run.add_argument("--scale", choices=tuple(SCALES), default="ci",
+    run.add_argument("--scale", choices=tuple(SCALES) + ("long",), default="ci",
                      help=f"size preset: {presets} (default: ci)")
     run.add_argument("--seed", type=_seed, default=0, metavar="S",
                      help="non-negative integer seeding the pool and every replicate (default: 0)")
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     try:
         header, arrays = _on_executor(args, run_experiment)(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
-            overrides=overrides,
+            overrides=dict(overrides, checkpoint=path + ".ckpt") if args.name == "deep-methods" else overrides,
         )
     except (sweep.ClusterError, sweep.SweepError) as exc:  # no Dask, no scheduler, a piece failed twice
         return _fail(str(exc), EXIT_FILES)

@@ -156,7 +156,8 @@ def test_device_reaches_the_deep_experiments_only(capsys, tmp_path, monkeypatch)
 
     monkeypatch.setattr(cli, "run_experiment", record)
     assert cli.main(["run", "deep-methods", "--device", "cuda", "--out", str(tmp_path)]) == 2
-    assert seen == {"deep-methods": {"device": "cuda"}}
+    checkpoint = seen["deep-methods"].pop("checkpoint")  # deep-methods resumes from <results file>.ckpt
+    assert checkpoint.endswith(".npz.ckpt") and seen == {"deep-methods": {"device": "cuda"}}
     capsys.readouterr()
     assert cli.main(["run", "termination", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "--device applies to the deep experiments" in _error_line(capsys)

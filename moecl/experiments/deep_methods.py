@@ -12,9 +12,10 @@ from ..results import make_header
 from .registry import EXPERIMENTS, Scale, check_seed, experiment, resolve_scale
 
 
-#: Methods of ``deep-methods``: label -> (DeepConfig.method, M).
+#: Methods of ``deep-methods``: label -> (DeepConfig.method, M[, termination]).
 DEEP_METHODS = {
     "finetune": ("finetune", 1),
+    "replay": ("replay", 1),
     "joint": ("joint", 1),
     "gate-M2": ("gate", 2),
     "gate-M4": ("gate", 4),
@@ -25,35 +26,58 @@ DEEP_METHODS = {
 }
 
 
-#: Size presets of ``deep-methods``: seeds (the replicates) and rounds, two, resp. four, cycles
-#: through the five tasks (a stream of N tasks gets ``rounds // 5 * N`` rounds unless given).
-DEEP_SCALES = {"ci": Scale(replicates=2, rounds=10), "paper": Scale(replicates=5, rounds=20)}
+#: Methods of the ``long`` preset: long enough for the gate to terminate (T >= 5 T1 at M = 8). One
+#: network fine-tuned in turn is the single expert; joint training is one offline fit on everything
+#: drawn, after the last round (``joint_refit_every = T``; only its final row is a fit).
+LONG_METHODS = {
+    "finetune": ("finetune", 1),
+    "joint": ("joint", 1),
+    "gate-M4": ("gate", 4),
+    "gate-M4-no-termination": ("gate", 4, "none"),
+    "gate-M8": ("gate", 8),
+    "gate-M8-no-termination": ("gate", 8, "none"),
+    "seed-M4": ("seed", 4),
+    "seed-M8": ("seed", 8),
+}
 
 
-_DEEP_KEYS = ("average_accuracy", "accuracy_forgetting", "backward_transfer", "forgetting", "generalization")
+#: Size presets of ``deep-methods``: seeds (the replicates) and rounds. ``ci`` (two cycles through five
+#: tasks) checks the mechanics only and is too short to test termination; ``long`` and ``paper`` must
+#: satisfy T >= 5 T1 for their largest M (`MIN_ROUNDS_PER_T1`).
+DEEP_SCALES = {"ci": Scale(replicates=2, rounds=10), "long": Scale(replicates=10, rounds=200),
+               "paper": Scale(replicates=5, rounds=200)}
+
+
+#: A run other than ``ci`` must give the gate at least this many times its exploration T1 (largest M).
+MIN_ROUNDS_PER_T1 = 5
+
+
+_DEEP_KEYS = ("average_accuracy", "backward_transfer", "average_forgetting", "forgetting", "generalization")
 
 
 #: Task streams of ``deep-methods`` (``--set stream=NAME``), class-incremental labels.
 #: digits: {0,1}, {2,3}, ..., {8,9} of `moecl.deep.datasets.load_digits` (MNIST, else scikit-learn's digits);
+#: digits-1v: the paper's one-vs-rest tasks (digits 1, 4, 7; task-incremental only);
 #: cifar10: the five two-class tasks of `moecl.deep.streams.cifar10_tasks`; tiny-imagenet: the first
 #: ``classes`` classes of ``wnids.txt`` (``--set classes=K``, a multiple of 4; default 20, the
 #: data directory's subset) in four-class tasks (`moecl.deep.streams.tiny_imagenet_tasks`); K = 200 is
 #: the full-size stream of 50 tasks.
-DEEP_STREAMS = ("digits", "cifar10", "tiny-imagenet")
+DEEP_STREAMS = ("digits", "digits-1v", "cifar10", "tiny-imagenet")
 
 
 #: Per stream: test images per task, and the `moecl.deep.DeepConfig` fields that differ from digits
 #: (colour images: fewer samples and epochs per round at the CI scale, so that a CPU runs it).
 _DEEP_STREAM_SETTINGS = {
     "digits": (60, {}),
+    "digits-1v": (100, {}),
     "cifar10": (80, {"ci": {"samples_per_round": 60, "epochs": 4}}),
     "tiny-imagenet": (80, {"ci": {"samples_per_round": 60, "epochs": 4}}),
 }
 
 
-#: `moecl.deep.DeepConfig` fields that ``--set`` may change (the experiment sets method, M and T).
-_DEEP_SETTABLE = ("device", "architecture", "width", "epochs", "samples_per_round", "batch_size", "lr",
-                  "termination", "test_samples")
+#: `moecl.deep.DeepConfig` fields the experiment owns (it sweeps them per method); ``--set`` may change
+#: every other field, T included.
+_DEEP_OWNED = ("method", "M", "termination")
 
 
 _TINY_IMAGENET_CLASSES = 20
@@ -67,6 +91,8 @@ def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
     from ..deep import datasets, streams
 
     test_samples = _DEEP_STREAM_SETTINGS[name][0]
+    if name == "digits-1v":
+        return streams.one_vs_rest_tasks(samples_per_task=None, test_samples_per_task=test_samples, seed=seed)
     if name == "digits":
         return streams.class_split_tasks(datasets.load_digits(), [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
                                       scenario="class", test_samples_per_task=test_samples, seed=seed)
@@ -78,30 +104,47 @@ def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
 
 @experiment(
     "deep-methods",
-    "split digits, CIFAR-10 or Tiny ImageNet (cyclic tasks; --set stream=...): the paper's MoE gate "
-    "and SEED (M = 2, 4, 8), fine-tuning and joint training; task- and class-incremental accuracy metrics per seed",
+    "split digits, one-vs-rest digits, CIFAR-10 or Tiny ImageNet (--set stream=...): the paper's MoE gate "
+    "(with and without termination) against SEED, fine-tuning, replay and joint training; accuracy metrics "
+    "per seed in both scenarios and under both scoring rules; resumable (--scale long: T = 200, 10 seeds)",
+    owns={name: "deep-methods sweeps it per method" for name in _DEEP_OWNED},
+    presets=DEEP_SCALES,
 )
 def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """The deep comparison of book/seed.md from the command line (issue 10).
+    """The deep comparison of book/seed.md and book/deep.md from the command line.
 
     Stream (``overrides={"stream": NAME}``, on the command line ``--set stream=NAME``;
-    default ``digits``), one of `DEEP_STREAMS`: tasks with class-incremental labels, in
-    cyclic order; the header's ``stream`` and ``source`` say which data it ran on.
-    ``classes`` (tiny-imagenet only) sets the number of Tiny ImageNet classes; without
-    ``rounds``, a stream of N tasks runs the preset's cycles, ``rounds // 5 * N``
-    rounds. Other overrides change the `moecl.deep.DeepConfig` fields of
-    `_DEEP_SETTABLE` in every method, e.g. ``--set device=cuda`` for a GPU run (the
-    default is ``cpu``, deterministic); method, M and T are the experiment's own.
-    Replicate k is seed ``seed + k`` of one batched ``deep.run(..., seed=[seed, seed + 1, ...])``
-    (equal to a run of that seed alone up to float32 rounding). Arrays, per method label and
-    scenario (``task``, ``class``): ``<label>/<scenario>/<metric>`` (R,) for the metrics
-    of `moecl.deep.summarise`, and ``<label>/<scenario>/accuracy_matrix`` (R, T, T).
+    default ``digits``), one of `DEEP_STREAMS`; the header's ``stream`` and ``source``
+    say which data it ran on. ``classes`` (tiny-imagenet only) sets the number of Tiny
+    ImageNet classes; ``methods`` (comma-separated labels) runs a subset of the
+    preset's methods. Every other override sets a `moecl.deep.DeepConfig` field in every
+    method (``--set T=200``, ``--set device=cuda``, ``--set gate_input=colour-stats``,
+    ...), except the fields the experiment sweeps (`_DEEP_OWNED`). The ``ci`` preset
+    (cyclic tasks, ten rounds) checks the mechanics; ``long`` and ``paper`` (T = 200,
+    random task order as in the paper, `LONG_METHODS`) are refused in one line if T is
+    below ``MIN_ROUNDS_PER_T1`` times the exploration T1 of their largest M.
+
+    ``checkpoint`` (a folder; the command line passes ``<results file>.ckpt``): each
+    method writes its checkpoint there as it runs and a rerun with the same arguments
+    resumes from it (`moecl.deep.run`).
+
+    Replicate k is seed ``seed + k`` of one batched ``deep.run(..., seed=[seed, seed + 1, ...])``.
+    Arrays, per method label, scenario (``task``, ``class``; ``task-current`` for the
+    task-incremental scenario scored by each method's current predictor) and metric:
+    ``<label>/<scenario>/<metric>`` (R,) for the metrics of `moecl.deep.summarise`;
+    ``<label>/<scenario>/accuracy_curve`` (R, T), the mean accuracy over the tasks seen
+    after each round; at the ``ci`` scale also ``<label>/<scenario>/accuracy_matrix``
+    (R, T, T); ``<label>/termination_round`` (R,) and ``<label>/concentration`` (R,).
     """
+    import os
+
     from .. import deep
 
     if scale not in DEEP_SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(DEEP_SCALES)}")
     overrides = dict(overrides or {})
+    checkpoint = overrides.pop("checkpoint", None)
+    chosen = overrides.pop("methods", None)
     stream_name = overrides.pop("stream", "digits")
     if stream_name not in DEEP_STREAMS:
         raise ValueError(f"stream={stream_name!r} is not one of {', '.join(DEEP_STREAMS)}")
@@ -113,51 +156,98 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
             classes % _TINY_IMAGENET_CLASSES_PER_TASK):
         raise ValueError(f"classes={classes!r} must be a multiple of {_TINY_IMAGENET_CLASSES_PER_TASK} "
                          "of at least 8 (Tiny ImageNet classes, in four-class tasks)")
+    known = {f.name for f in dataclasses.fields(deep.DeepConfig)}
     for field_name in overrides:
-        if field_name not in _DEEP_SETTABLE:
+        if field_name in _DEEP_OWNED:
+            raise ValueError(f"--set {field_name}: deep-methods sets {', '.join(_DEEP_OWNED)} itself, per method")
+        if field_name not in known:
             raise ValueError(
                 f"--set {field_name}: deep-methods runs moecl.deep and takes none of the moecl.Config fields; "
-                f"it takes stream, classes and the DeepConfig fields {', '.join(_DEEP_SETTABLE)}")
+                f"it takes stream, classes and the DeepConfig fields but {', '.join(_DEEP_OWNED)}")
+    if "T" in overrides and rounds is not None:
+        raise ValueError("give the rounds once: --set T=... or rounds, not both")
     seed = check_seed(seed)
     preset = DEEP_SCALES[scale]
+    rounds = overrides.pop("T", rounds)
     R, T = resolve_scale("ci", preset.replicates if replicates is None else replicates,
                          preset.rounds if rounds is None else rounds)
+    labels = DEEP_METHODS if scale == "ci" else LONG_METHODS
+    if chosen is not None:  # --set methods=a,b,c: a subset of the preset's methods, in its order
+        wanted = [name.strip() for name in str(chosen).split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in labels]
+        if unknown or not wanted:
+            raise ValueError(f"methods={chosen!r}: choose labels of the {scale} preset from {', '.join(labels)}")
+        labels = {label: spec for label, spec in labels.items() if label in wanted}
     started = time.perf_counter()
-    fields = dict(T=T, task_order="cyclic", samples_per_round=100, epochs=5, batch_size=20,
-                  lr=5e-3, width=8, test_samples=None, device="cpu")
+    fields = dict(T=T, task_order="cyclic" if scale == "ci" else "random", samples_per_round=100, epochs=5,
+                  batch_size=20, lr=5e-3, width=8, test_samples=None, device="cpu")
     fields.update(_DEEP_STREAM_SETTINGS[stream_name][1].get(scale, {}))
+    if scale != "ci":
+        fields["joint_refit_every"] = T
     fields.update(overrides)
     base = deep.DeepConfig(**fields)  # checks the overrides before any data is read
+    if stream_name == "digits-1v" and scale == "ci":
+        raise ValueError("stream='digits-1v' runs at the long or paper scale (random task order, T >= 5 T1)")
     try:
         stream = _deep_stream(stream_name, seed, classes)
     except FileNotFoundError as error:  # a stream whose data is absent is a value this run cannot take
         raise ValueError(f"stream={stream_name!r} needs data that is not in the data directory ({error}); "
                          f"set MOECL_DATA to a folder that has it (data_scripts/download.py)") from error
-    if rounds is None and stream.N != 5:  # the preset's cycles through a stream of N tasks
+    if scale == "ci" and rounds is None and stream.N != 5:  # the preset's cycles through a stream of N tasks
         T = preset.rounds // 5 * stream.N
         base = base.replace(T=T)
+    if scale != "ci":
+        largest = max(spec[1] for spec in labels.values())
+        T1 = base.replace(M=largest).T1
+        if T < MIN_ROUNDS_PER_T1 * T1:
+            raise ValueError(f"T={T} is too short to test termination: the {scale} scale needs T >= "
+                             f"{MIN_ROUNDS_PER_T1} x T1 = {MIN_ROUNDS_PER_T1 * T1} (T1 = {T1} for M = {largest})")
+    scenarios = [s for s in deep.SCENARIOS if s == "task" or stream.scenario == "class"]
     arrays, docs, configs, wall_times = {}, {}, {}, {}
-    for index, (label, (method, M)) in enumerate(DEEP_METHODS.items()):
-        config = base.replace(method=method, M=M)
+    for index, (label, spec) in enumerate(labels.items()):
+        method, M = spec[0], spec[1]
+        config = base.replace(method=method, M=M, **({"termination": spec[2]} if len(spec) > 2 else {}))
         configs[label] = dataclasses.asdict(config)
         if progress:
-            print(f"[{index + 1}/{len(DEEP_METHODS)}] {label}: method={method}, M={M}", file=sys.stderr, flush=True)
+            print(f"[{index + 1}/{len(labels)}] {label}: method={method}, M={M}", file=sys.stderr, flush=True)
         clock = time.perf_counter()
+        path = None
+        if checkpoint is not None:
+            os.makedirs(checkpoint, exist_ok=True)
+            path = os.path.join(checkpoint, f"{label}.safetensors")
         # the R seeds train in lockstep, their selected experts batched (moecl.deep.run_replicates)
-        records = deep.run(config, stream, seed=[seed + k for k in range(R)], progress=progress)
+        records = deep.run(config, stream, seed=[seed + k for k in range(R)], progress=progress,
+                           checkpoint=path, checkpoint_every=10)
         wall_times[label] = round(time.perf_counter() - clock, 3)
-        for scenario in deep.SCENARIOS:
-            summaries = [deep.summarise(r, scenario=scenario) for r in records]
+        arrays[f"{label}/termination_round"] = np.array([r.termination_round for r in records])
+        arrays[f"{label}/concentration"] = np.array([deep.summarise(r)["concentration"] for r in records])
+        for scenario in scenarios + ["task-current"]:
+            kind, rule = ("task", "current") if scenario == "task-current" else (scenario, "round")
+            summaries = [deep.summarise(r, scenario=kind, rule=rule) for r in records]
             for key in _DEEP_KEYS:
                 arrays[f"{label}/{scenario}/{key}"] = np.array([s[key] for s in summaries])
-            arrays[f"{label}/{scenario}/accuracy_matrix"] = np.stack(
-                [deep.accuracy_matrix(r, scenario) for r in records])
-    docs["<label>/<scenario>/<metric>"] = f"per seed, (R,): {', '.join(_DEEP_KEYS)} (moecl.deep.summarise)"
-    docs["<label>/<scenario>/accuracy_matrix"] = "per seed, (R, T, T): accuracy on task i after round t (NaN: unseen)"
+            matrices = np.stack([deep.accuracy_matrix(r, kind, rule) for r in records])
+            arrays[f"{label}/{scenario}/accuracy_curve"] = np.array(
+                [[np.mean(m[t, :t + 1]) for t in range(T)] for m in matrices])
+            if scale == "ci":
+                arrays[f"{label}/{scenario}/accuracy_matrix"] = matrices
+    docs["<label>/<scenario>/<metric>"] = (f"per seed, (R,): {', '.join(_DEEP_KEYS)} (moecl.deep.summarise); "
+                                           "scenario task-current: task-incremental, current-predictor rule")
+    docs["<label>/<scenario>/accuracy_curve"] = "per seed, (R, T): mean accuracy over the tasks seen after round t"
+    if scale == "ci":
+        docs["<label>/<scenario>/accuracy_matrix"] = "per seed, (R, T, T): accuracy on task i after round t (NaN: unseen)"
+    docs["<label>/termination_round"] = "per seed, (R,): round the gate stopped (-1: never)"
+    docs["<label>/concentration"] = "per seed, (R,): routing concentration over all rounds"
     header = make_header(
         "deep-methods", scale, seed, R, time.perf_counter() - started,
         description=EXPERIMENTS["deep-methods"].description,
-        rounds=T, labels=list(DEEP_METHODS), configs=configs, stream=stream_name, source=stream.source,
+        rounds=T, labels=list(labels), configs=configs, stream=stream_name, source=stream.source,
         seeds=[seed + k for k in range(R)], simulation_wall_times=wall_times, arrays=docs,
+        scenarios=scenarios + ["task-current"],
     )
     return header, arrays
+
+
+# deep-methods takes --set T=... (its presets' T is a default, checked against T1); the registry owns T
+# for every other experiment.
+EXPERIMENTS["deep-methods"].owns.pop("T", None)
