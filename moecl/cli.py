@@ -288,8 +288,9 @@ def main(argv=None) -> int:
     except OSError as exc:
         return _fail(f"cannot write results: {exc}", EXIT_FILES)
     expected = {"experiment": args.name, "scale": args.scale, "seed": args.seed}
-    if args.replicates is not None:
-        expected["replicates"] = args.replicates
+    preset = EXPERIMENTS[args.name].preset(args.scale)
+    if args.replicates is not None or preset is not None:
+        expected["replicates"] = args.replicates if args.replicates is not None else preset.replicates
     reason = None if args.force else _existing_differs(path, expected)
     if reason:
         return _fail(f"{reason}; nothing run (use --force to replace it, or another --out)", EXIT_FILES)

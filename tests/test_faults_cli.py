@@ -305,3 +305,13 @@ def test_simulate_refuses_a_run_that_cannot_fit_before_allocating(monkeypatch):
     with pytest.raises(limits.RunLimitError, match=r"R=100 replicates"):
         moecl.simulate_many([config, config.replace(sigma0=0.2)], replicates=50)
     moecl.simulate(config, replicates=2)  # a run that fits is not touched
+
+
+def test_a_small_run_stored_under_the_preset_name_is_caught_before_the_run(capsys, tmp_path, monkeypatch):
+    """A file named like the preset (e.g. written by an older moecl) whose header has R = 2."""
+    _never_run(monkeypatch)
+    stored = tmp_path / "termination-paper-seed0.npz"
+    save_results(stored, {"experiment": "termination", "scale": "paper", "seed": 0, "replicates": 2}, {"x": [1]})
+    assert cli.main(["run", "termination", "--scale", "paper", "--out", str(tmp_path)]) == 1
+    line = _error_line(capsys)
+    assert "replicates differs" in line and "nothing run" in line
