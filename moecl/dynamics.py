@@ -14,7 +14,8 @@ them off a `moecl.SimulationResult` and measure what Propositions 1-3 talk about
   (Proposition 2);
 * `set_agreement`: how many experts already belong to their final set at a round;
 * `within_set_load`: a chi-square test of the balanced load of Proposition 3;
-* `purity_windows`: routing purity (`moecl.metrics.routing_purity`) over equal windows;
+* `purity_windows`: routing purity (`moecl.metrics.routing_purity`) over equal windows,
+  aligned to the first round or to the last;
 * `replay_gate_inputs`: the gate inputs ``xbar_t`` of Eq. (1) of one replicate,
   regenerated from its random stream (the engine does not store them).
 
@@ -143,8 +144,14 @@ def within_set_load(result, start: int, end: int | None = None, sets_at: int | N
     return chi2, dof, top
 
 
-def purity_windows(result, window: int):
+def purity_windows(result, window: int, align: str = "start", count: int | None = None):
     """Routing purity over consecutive windows of ``window`` rounds (`moecl.metrics.routing_purity`).
+
+    align: ``"start"``: the windows are rounds 1..L, L+1..2L, ... (ends L, 2L, ...), and
+    rounds after the last whole window are left out; ``"end"``: the last window ends at
+    round T, and rounds before the first whole window are left out. count: at most this
+    many windows (``None``: all that fit), the first ones for ``"start"``, the last ones for
+    ``"end"``. Each window's expert sets are those of its last round.
 
     Returns (ends, purity, random): the last round of each window (K,), and the
     purity and the purity of uniformly random routing per replicate and window (R, K).
@@ -152,7 +159,17 @@ def purity_windows(result, window: int):
     T = result.config.T
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= T:
         raise ValueError(f"window={window!r} must be an integer between 1 and T={T}")
-    ends = np.arange(window, T + 1, window)
+    if align not in ("start", "end"):
+        raise ValueError(f"align={align!r} is not one of ('start', 'end')")
+    fit = T // window
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"count={count!r} must be a positive integer")
+        fit = min(fit, int(count))
+    if align == "start":
+        ends = window * np.arange(1, fit + 1)
+    else:
+        ends = T - window * np.arange(fit - 1, -1, -1)
     R = result.tasks.shape[0]
     purity, random = np.empty((R, ends.size)), np.empty((R, ends.size))
     for j, end in enumerate(ends):

@@ -125,3 +125,18 @@ def test_purity_windows_match_routing_purity(run):
     assert np.allclose(purity[:, 1], p) and np.allclose(random[:, 1], q)
     with pytest.raises(ValueError, match="window=0"):
         dynamics.purity_windows(run, 0)
+
+
+def test_purity_windows_aligned_to_the_end(run):
+    """``align="end"``: the last window ends at T (the alignment of the experiments' purity curves)."""
+    T = run.config.T
+    window = 45
+    ends, purity, _ = dynamics.purity_windows(run, window, align="end")
+    assert ends[-1] == T and np.all(np.diff(ends) == window) and ends[0] - window < window
+    assert np.array_equal(purity[:, -1], routing_purity(run, window, end=T, per_replicate=True)[0])
+    first, _, _ = dynamics.purity_windows(run, window, align="start", count=2)
+    last, _, _ = dynamics.purity_windows(run, window, align="end", count=2)
+    assert np.array_equal(first, [window, 2 * window]) and np.array_equal(last, [T - window, T])
+    for bad in ({"align": "middle"}, {"count": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dynamics.purity_windows(run, window, **bad)
