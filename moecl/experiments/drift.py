@@ -24,7 +24,7 @@ DRIFT_SETTING = {"M": 8, "sigma_t": 0.03, "drift_count": 2}
 #: The settings of ``drift``: label -> the re-opening fields of `Config` (book choices for the
 #: thresholds: the windowed rule fires when the mean change over 80 rounds of the frozen gate exceeds
 #: 0.15 = 1.5 sigma0; the strike rule when 3 changes in a row exceed 0.3); ``told`` re-opens at T_d + 1, a
-#: reference that knows the drift round (`moecl.gate.ReopenAtDrift`).
+#: reference that knows the drift round (`moecl.gate.AtDriftReopening`).
 DRIFT_RULES = {
     "frozen": {"reopen": "never"},
     "window": {"reopen": "window", "reopen_threshold": 0.15, "reopen_patience": 80},
@@ -87,7 +87,7 @@ def drift(scale: str, seed: int, replicates=None, progress: bool = False, rounds
 
     Settings (`DRIFT_RULES`, on `DRIFT_SETTING` with ``drift_round`` = `drift_round` (T)):
     ``frozen`` (the paper: a terminated gate stays frozen), ``window`` (`moecl.gate.WindowReopening`),
-    ``strikes`` (`moecl.gate.LocalityReopening`) and ``told`` (`moecl.gate.ReopenAtDrift`: re-opens
+    ``strikes`` (`moecl.gate.LocalityReopening`) and ``told`` (`moecl.gate.AtDriftReopening`: re-opens
     once at T_d + 1, a reference that knows the drift round). Own presets `DRIFT_SCALES`.
     Arrays per label (summaries ``/*`` over replicates as in `moecl.results.summarise`):
 
