@@ -100,20 +100,88 @@ TRACEBACK = r"Traceback \(most recent call last\)|\b[A-Z][A-Za-z]*(?:Error|Excep
 #: The largest share of a page's height that visible code input may take (converted pages).
 CODE_SHARE_MAX = 0.15
 #: Rules that hold on every page (except the page/rule pairs of EXEMPT).
-EVERY_PAGE = ("overflow", "raw reference", "traceback", "path", "vocabulary", "download")
+EVERY_PAGE = ("equation overflow", "table overflow", "code overflow", "raw reference", "traceback", "path",
+              "vocabulary", "download")
 #: Rules that hold on the pages of CONVERTED_PAGES only.
 CONVERTED = ("caption", "code share")
 #: Chapters converted to the reading form (figures captioned and numbered through
 #: `mystnb: figure:` metadata, plumbing hidden): they must pass the CONVERTED rules.
 #: The conversion of a chapter adds its page here.
-CONVERTED_PAGES: frozenset[str] = frozenset()
+CONVERTED_PAGES: frozenset[str] = frozenset({"book/intro.html", "book/bibliography.html", "book/notation.html"})
 #: Pages that may exceed CODE_SHARE_MAX because they show code on purpose and say so
 #: on the page (reference pages).
 CODE_SHARE_EXCUSED: frozenset[str] = frozenset()
 #: Known failures of EVERY_PAGE rules, page by page, with what was measured when they
 #: were listed: the check prints them as "known" and does not fail on them. Fix the
 #: page, then delete its entry (the check says when an entry is no longer needed).
-EXEMPT: dict[str, dict[str, str]] = {}
+#: Surveyed on the whole book built from its working tree with the data sets present
+#: (a "code" block is a Markdown code block, "code input" a cell's source, "code
+#: output" its printed output; "lines" counts the lines running past the column).
+EXEMPT: dict[str, dict[str, str]] = {
+    "book/ablation.html": {
+        "code overflow": "9 code input, 35 lines; 7 code output, 22 lines",
+    },
+    "book/choices.html": {
+        "code overflow": "10 code input, 26 lines; 4 code output, 5 lines",
+    },
+    "book/deep.html": {
+        "code overflow": "14 code input, 60 lines; 5 code output, 22 lines",
+        "path": "the data folder, printed with the data sets",
+        "vocabulary": "'CI scale' 8 times",
+    },
+    "book/drift.html": {
+        "code overflow": "9 code input, 64 lines; 7 code output, 15 lines",
+        "vocabulary": "'CI scale' 9 times",
+    },
+    "book/gate.html": {
+        "code overflow": "8 code input, 33 lines; 1 code output, 2 lines",
+        "equation overflow": "1 equation",
+    },
+    "book/intro.html": {
+        "code overflow": "2 code, 2 lines",
+    },
+    "book/moe_theory.html": {
+        "code overflow": "13 code input, 69 lines; 8 code output, 59 lines",
+        "equation overflow": "6 equation",
+    },
+    "book/notation.html": {
+        "code overflow": "1 code input, 6 lines",
+        "table overflow": "2 table",
+    },
+    "book/regimes.html": {
+        "code overflow": "13 code input, 71 lines; 8 code output, 35 lines",
+    },
+    "book/router.html": {
+        "code overflow": "9 code input, 54 lines; 6 code output, 10 lines",
+    },
+    "book/seed.html": {
+        "code overflow": "12 code input, 57 lines; 2 code output, 15 lines",
+        "equation overflow": "1 equation",
+        "vocabulary": "'CI scale' 11 times",
+        "path": "not measured (the chapter stopped early in the survey); prints its data sets' sources as deep does",
+    },
+    "book/setting.html": {
+        "code overflow": "7 code input, 23 lines; 1 code output, 1 lines",
+    },
+    "book/sharing.html": {
+        "code overflow": "6 code input, 47 lines; 3 code output, 29 lines",
+        "equation overflow": "2 equation",
+    },
+    "book/similarity.html": {
+        "code overflow": "15 code input, 51 lines; 8 code output, 35 lines",
+        "equation overflow": "2 equation",
+    },
+    "book/single_expert.html": {
+        "code overflow": "10 code input, 49 lines; 4 code output, 37 lines",
+        "equation overflow": "1 equation",
+    },
+    "book/strategies.html": {
+        "code overflow": "10 code input, 52 lines; 7 code output, 36 lines",
+    },
+    "book/synthetic.html": {
+        "code overflow": "21 code input, 101 lines; 9 code output, 39 lines",
+    },
+}
 
 
 # --------------------------------------------------------------------------- finding tools
@@ -712,8 +780,9 @@ def reading_problems(probe: dict) -> list[tuple[str, str]]:
         worst = max(items, key=lambda item: item["excess"])
         lines = sum(item.get("lines", 0) for item in items)
         extra = f", {lines} lines" if lines else ""
-        problems.append(("overflow", f"{len(items)} {kind} block(s) wider than the column{extra} "
-                                     f"(worst by {worst['excess']} px: {worst['text']!r})"))
+        rule = {"equation": "equation overflow", "table": "table overflow"}.get(kind, "code overflow")
+        problems.append((rule, f"{len(items)} {kind} block(s) wider than the column{extra} "
+                               f"(worst by {worst['excess']} px: {worst['text']!r})"))
     raw = _matches(RAW_REFERENCE, probe.get("prose", ""))
     if raw:
         problems.append(("raw reference", f"unresolved cross-reference text: {raw}"))
@@ -795,7 +864,11 @@ def main(argv=None) -> int:
         install_mathjax(html_dir, mathjax)
     else:
         out = args.out or Path(tempfile.mkdtemp(prefix="moecl-book-"))
-        html_dir = build_book(out, mathjax, toc=args.toc)
+        try:
+            html_dir = build_book(out, mathjax, log=out / "build.log", toc=args.toc)
+        except RuntimeError as error:
+            print(f"{error}\n(the whole log: {out / 'build.log'})", file=sys.stderr)
+            return 1
         print(f"built {html_dir} in {time.monotonic() - started:.0f} s")
     if args.build_only:
         return 0

@@ -154,8 +154,8 @@ def test_reading_problems_names_each_rule():
     for rule, message in browser_check.reading_problems(probe):
         problems[rule] = problems.get(rule, "") + message + "\n"
     assert set(problems) == set(browser_check.EVERY_PAGE) | set(browser_check.CONVERTED)
-    assert "2 code input block(s) wider than the column, 4 lines (worst by 120 px" in problems["overflow"]
-    assert "1 equation block(s)" in problems["overflow"] and "1 table block(s)" in problems["overflow"]
+    assert "2 code input block(s) wider than the column, 4 lines (worst by 120 px" in problems["code overflow"]
+    assert "1 equation block(s)" in problems["equation overflow"] and "1 table block(s)" in problems["table overflow"]
     assert "eq-moe-rates" in problems["raw reference"]
     assert "1 error outputs" in problems["traceback"]
     assert "/home/runner/.cache/moecl/mnist" in problems["path"]
@@ -177,19 +177,20 @@ def test_reading_patterns_leave_ordinary_text_alone(clean):
 def test_rules_are_enforced_by_page(monkeypatch):
     monkeypatch.setattr(browser_check, "CONVERTED_PAGES", frozenset({"book/a.html"}))
     monkeypatch.setattr(browser_check, "CODE_SHARE_EXCUSED", frozenset({"book/choices.html"}))
-    monkeypatch.setattr(browser_check, "EXEMPT", {"book/b.html": {"overflow": "3 equations"}})
+    monkeypatch.setattr(browser_check, "EXEMPT", {"book/b.html": {"equation overflow": "3 equations"}})
     held = browser_check.held_to
     assert held("book/a.html", "caption") and held("book/a.html", "code share")
     assert not held("book/b.html", "caption") and not held("book/choices.html", "code share")
-    assert held("book/a.html", "overflow") and not held("book/b.html", "overflow") and held("book/b.html", "path")
+    assert held("book/a.html", "equation overflow") and not held("book/b.html", "equation overflow")
+    assert held("book/b.html", "path") and held("book/b.html", "code overflow")
     reports = [browser_check.PageReport("book/b.html", {}, [], [], known=[])]
-    assert browser_check.stale_exemptions(reports) == ["book/b.html: overflow"]
-    reports[0].known.append("overflow: 1 equation block(s) wider than the column")
+    assert browser_check.stale_exemptions(reports) == ["book/b.html: equation overflow"]
+    reports[0].known.append("equation overflow: 1 equation block(s) wider than the column")
     assert browser_check.stale_exemptions(reports) == []
 
 
 def test_exemptions_name_real_pages_and_rules():
-    pages = {str(p.with_suffix(".html")) for p in Path(ROOT).glob("book/*.md")}
+    pages = {str(p.relative_to(ROOT).with_suffix(".html")) for p in ROOT.glob("book/*.md")}
     for page, rules in browser_check.EXEMPT.items():
         assert page in pages, f"EXEMPT names {page}, which is no page of the book"
         assert set(rules) <= set(browser_check.EVERY_PAGE), rules
@@ -199,10 +200,10 @@ def test_exemptions_name_real_pages_and_rules():
 def test_summary_lines_show_the_code_share_and_known_problems():
     report = browser_check.PageReport(
         "book/x.html", _reading_probe(containers=3, images=[{}], figures=[{"captioned": True, "numbered": True}]),
-        [], ["overflow: 1 table"], known=["caption: 1 of 1"])
+        [], ["table overflow: 1 table"], known=["caption: 1 of 1"])
     lines = browser_check.summary_lines([report])
     assert lines[0] == "FAIL book/x.html: 3 formulas, 1 images, 1/1 figures captioned, code input 10% of the height"
-    assert lines[1:] == ["     overflow: 1 table", "     known: caption: 1 of 1"]
+    assert lines[1:] == ["     table overflow: 1 table", "     known: caption: 1 of 1"]
     assert browser_check.screenshot_name("book/setting.html") == "book-setting.png"
 
 
@@ -286,7 +287,8 @@ def test_reading_checks_in_chromium(tmp_path, monkeypatch):
     share = report.code_share
     assert 0.05 < share < 0.9
     problems = "\n".join(report.problems)
-    for rule in ("overflow", "raw reference", "traceback", "path", "vocabulary", "caption"):
+    for rule in ("equation overflow", "table overflow", "code overflow", "raw reference", "traceback", "path",
+                 "vocabulary", "caption"):
         assert f"{rule}: " in problems, (rule, problems)
     assert "hidden = 2" not in problems
     png = (shots / "reading.png").read_bytes()
