@@ -667,12 +667,12 @@ def check_site(html_dir: Path, chromium: str, screenshot_page: str | None = None
                 (problems if held_to(page, rule) else known).append(f"{rule}: {message}")
             reports.append(PageReport(page, probe, failed, problems, known))
             if screenshots is not None:
+                browser.evaluate("window.scrollTo(0, 0)")
                 height = browser.evaluate("Math.ceil(document.documentElement.scrollHeight)") or 900
                 shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                                     clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 16000), "scale": 0.5})
                 Path(screenshots).mkdir(parents=True, exist_ok=True)
                 (Path(screenshots) / screenshot_name(page)).write_bytes(base64.b64decode(shot["data"]))
-                browser.evaluate("window.scrollTo(0, 0)")
             if screenshot_page == page and screenshot_path is not None:
                 # The first displayed equation in the middle of the picture.
                 browser.evaluate("(() => { const m = document.querySelector('div.math');"
