@@ -18,6 +18,7 @@ import pytest
 
 import moecl
 from moecl import cli, limits
+from moecl.algorithm import record_bytes_per_round
 from moecl.experiments import EXPERIMENTS
 from moecl.experiments.recorder import Recorder
 from moecl.results import load_results, save_results
@@ -289,7 +290,8 @@ def test_memory_estimate_follows_the_shape(monkeypatch):
     assert limits.estimate_bytes(config, 200) > 1.9 * one
     assert limits.estimate_bytes(config.replace(T=4000), 100) > 2 * one
     assert limits.estimate_bytes(config.replace(M=32), 100) > 2 * one
-    assert 100 * 1000 * (49 + 16 * 8) < one < 4 * 100 * 1000 * (49 + 16 * 8)
+    per_round = record_bytes_per_round(config)  # the records' one declaration
+    assert 100 * 1000 * per_round < one < 4 * 100 * 1000 * per_round
     with pytest.raises(limits.RunLimitError, match="needs about"):
         limits.check_memory(config, 100, available=one // 2)
     monkeypatch.setenv(limits.MEMORY_ENV, str(one // 2))

@@ -10,6 +10,7 @@ import numpy as np
 from ..algorithm import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round, simulate, simulate_many
 from .. import limits
 from ..config import Config
+from ..dynamics import purity_windows
 from ..metrics import routing_purity
 from ..results import STATISTICS, make_header, summarise
 from .registry import check_seed, resolve_scale
@@ -156,12 +157,7 @@ class Recorder:
         window's last round.
         """
         window = max(1, self.T // PURITY_WINDOWS)
-        count = min(PURITY_WINDOWS, self.T // window)
-        ends = self.T - window * np.arange(count - 1, -1, -1)
-        purity = np.empty((self.R, ends.size))
-        random = np.empty((self.R, ends.size))
-        for j, end in enumerate(ends):
-            purity[:, j], random[:, j] = routing_purity(result, window, end=int(end), per_replicate=True)
+        ends, purity, random = purity_windows(result, window, align="end", count=PURITY_WINDOWS)
         self.add("purity_window_end", ends, f"last round of each purity window (windows of {window} rounds)")
         self.add_summary(f"{label}/purity", purity, "routing purity per window (share routed to the task's expert set)")
         self.add_summary(f"{label}/purity_random", random, "purity that uniformly random routing reaches per window")
