@@ -289,7 +289,7 @@ def test_memory_estimate_follows_the_shape(monkeypatch):
     one = limits.estimate_bytes(config, 100)
     assert limits.estimate_bytes(config, 200) > 1.9 * one
     assert limits.estimate_bytes(config.replace(T=4000), 100) > 2 * one
-    assert limits.estimate_bytes(config.replace(M=32), 100) > 2 * one
+    assert limits.estimate_bytes(config.replace(M=32), 100) > 1.5 * one  # records grow 2.9x, the rest less
     per_round = record_bytes_per_round(config)  # the records' one declaration
     assert 100 * 1000 * per_round < one < 4 * 100 * 1000 * per_round
     with pytest.raises(limits.RunLimitError, match="needs about"):
