@@ -21,14 +21,23 @@ Algorithm 1 with neural experts. One job per module:
 Importing this package imports torch; the linear half of `moecl` does not.
 """
 
-from .config import ARCHITECTURES, DEVICES, TASK_ORDERS, DeepConfig, resolve_device
+from .config import (
+    ARCHITECTURES,
+    DEVICES,
+    GATE_CENTRINGS,
+    GATE_INPUTS,
+    LOCALITY_SIGNALS,
+    TASK_ORDERS,
+    DeepConfig,
+    resolve_device,
+)
 from .engine import gate_feature, gate_map, run, run_replicates
 from .networks import ResNet18, SmallCNN, make_expert, model_outputs, parameter_vector
 from .records import RULES, RoundRecords, accuracy_matrix, max_forgetting, prediction_tables, summarise
 from .streams import SCENARIOS
 
 __all__ = [
-    "ARCHITECTURES", "DEVICES", "SCENARIOS", "TASK_ORDERS", "DeepConfig", "ResNet18", "RoundRecords", "SmallCNN",
+    "ARCHITECTURES", "DEVICES", "GATE_CENTRINGS", "GATE_INPUTS", "LOCALITY_SIGNALS", "SCENARIOS", "TASK_ORDERS", "DeepConfig", "ResNet18", "RoundRecords", "SmallCNN",
     "RULES", "accuracy_matrix", "gate_feature", "gate_map", "make_expert", "max_forgetting", "model_outputs", "parameter_vector", "prediction_tables",
     "resolve_device", "run", "run_replicates", "summarise",
 ]
