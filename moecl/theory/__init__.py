@@ -10,6 +10,8 @@ One job per module:
 
 * `symbolic`: the sympy symbols and helpers of every derivation.
 * `single_expert`: Proposition 4 (book chapter: single expert).
+* `definition1`: the exact single-expert expectations under the paper's Definition 1
+  features, many pools at once (book chapter: single expert).
 * `balanced`: Theorems 1-2 for balanced expert sets (book chapter: MoE theory).
 * `sharing`: the same with sharing within an expert set (book chapter: sharing).
 * `phase_model`: the two-phase routing model, its exact second-moment recursion and
