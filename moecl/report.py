@@ -262,8 +262,10 @@ class Checks:
     As a context manager, `done` runs on leaving the block (unless it raised).
     """
 
-    def __init__(self, section: str):
+    def __init__(self, section: str, width: int = LINE_WIDTH):
         self.section = section
+        #: Width at which `summary` wraps (a narrower one for a page whose column is narrower).
+        self.width = int(width)
         self.claims: list[tuple[str, bool, dict]] = []
 
     def that(self, condition, claim: str, value=None, **values) -> bool:
@@ -288,7 +290,7 @@ class Checks:
         n = len(self.claims)
         claims = "; ".join(claim for claim, _, _ in self.claims)
         text = f"{self.section}: {n} check{'s' if n != 1 else ''} passed: {claims}"
-        return textwrap.fill(text, width=LINE_WIDTH, subsequent_indent="  ")
+        return textwrap.fill(text, width=self.width, subsequent_indent="  ")
 
     def done(self) -> None:
         """Print the summary when every claim holds; otherwise raise AssertionError naming the false ones.

@@ -142,6 +142,16 @@ def test_checks_print_one_summary_when_all_hold(capsys):
     assert all(len(line) <= report.LINE_WIDTH for line in out.splitlines())
 
 
+def test_checks_wrap_at_a_given_width(capsys):
+    checks = report.Checks("a section with a long name", width=40)
+    for k in range(6):
+        checks.that(True, f"claim number {k} holds on every seed")
+    checks.done()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 3 and all(len(line) <= 40 for line in lines)
+    assert report.Checks("default").width == report.LINE_WIDTH
+
+
 def test_checks_name_every_failed_claim_with_its_values(capsys):
     checks = report.Checks("gate")
     checks.that(True, "holds")
