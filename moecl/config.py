@@ -13,7 +13,7 @@ derived from ``sigma0`` with the constants of `BOOK_CONSTANTS` (a book choice, n
 quote from the paper); a value passed explicitly is used as it is.
 
 The default scales put the model in the regime where expert sets form
-(THEORY.md section 3a): feature signals of norm ``sqrt(d)`` (``v_norm=None``), ``beta=1``
+(book chapter: regimes): feature signals of norm ``sqrt(d)`` (``v_norm=None``), ``beta=1``
 and noise columns with ``sigma_t=0.1``.
 """
 
@@ -56,7 +56,7 @@ MIN_SCALE, MAX_SCALE = 1e-6, 1e6
 
 @dataclass(frozen=True)
 class Config:
-    """Parameters of one experiment (THEORY.md sections 1-3).
+    """Parameters of one experiment (book chapter: the setting).
 
     Problem size
         d: dimension of models and features. s: samples per task (``s < d``,
@@ -82,7 +82,7 @@ class Config:
         phase (``None``: ``ceil(M / eta)``). termination: name of the early-termination
         strategy (``"gap"``: the book's rule, ``"none"``: the gate trains for ever);
         see `moecl.gate.TERMINATION_RULES`.
-    Strategies beyond the paper (issue 9; the defaults are the paper's)
+    Strategies beyond the paper (book chapters beyond the paper; the defaults are the paper's)
         balance_loss: ``"load_balance"`` (Eq. (7)) or ``"entropy"`` (an entropy bonus
         on the routing probabilities, `moecl.gate.entropy_loss`). locality_loss:
         ``"change"`` (Eq. (6)) or ``"none"`` (an ablation: the gate trains on the

@@ -1,4 +1,4 @@
-"""Sharing within an expert set (issue 9, section 4): the phase-model recursion and its closed form.
+"""Sharing within an expert set (book chapter: sharing): the phase-model recursion and its closed form.
 
 With ``sharing="update"`` the experts of the selected expert's set all learn a phase-2
 task with the same projector P_t (`moecl.theory.phase_model`, module docstring). Checked here:

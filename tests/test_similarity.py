@@ -1,4 +1,4 @@
-"""Tests of moecl.similarity: anisotropic features, Sigma-weighted forgetting (issue 9, section 6).
+"""Tests of moecl.similarity: anisotropic features, Sigma-weighted forgetting (book chapter: similarity).
 
 Monte Carlo tolerance: |z| < 4 (`moecl.theory.Z_MAX`), with z the Monte Carlo mean
 minus the prediction over the combined standard error sqrt(se_mc^2 + se_moments^2),

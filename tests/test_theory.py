@@ -37,7 +37,7 @@ def _S_D(W):
 
 
 def _prop4(r, T, S, D):
-    """Proposition 4 as plain numpy, from the statement with its sum (THEORY.md section 5)."""
+    """Proposition 4 as plain numpy, from the statement with its sum (book chapter: single expert)."""
     t = np.arange(1, T + 1)
     G = r**t * S + (1 - r**t) * (1 - 1 / t) * D
     F = np.full(T, np.nan)

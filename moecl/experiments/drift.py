@@ -83,7 +83,7 @@ _DRIFT = (
     **{field: "the settings compare re-opening rules" for field in ("reopen", "reopen_threshold",
                                                                    "reopen_patience")}})
 def drift(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """A pool that changes at round T_d, met by a frozen gate and by re-opening rules (issue 9, section 5).
+    """A pool that changes at round T_d, met by a frozen gate and by re-opening rules (book chapter: drift).
 
     Settings (`DRIFT_RULES`, on `DRIFT_SETTING` with ``drift_round`` = `drift_round` (T)):
     ``frozen`` (the paper: a terminated gate stays frozen), ``window`` (`moecl.gate.WindowReopening`),

@@ -21,7 +21,7 @@ _FORGETTING = (
 @experiment("forgetting-vs-experts", _FORGETTING, owns={
     "M": "it sweeps M over 1, N/2, N, 2N, 4N", "termination": "it compares the gap rule with none"})
 def forgetting_vs_experts(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """Forgetting and generalization error against the number of experts (THEORY.md section 6).
+    """Forgetting and generalization error against the number of experts (book chapter: synthetic experiments).
 
     Settings: ``M1``, ``M{N/2}``, ``M{N}``, ``M{2N}``, ``M{4N}`` with the ``gap``
     termination rule and ``M{2N}-noterm`` without termination (N = 4: M1, M2, M4, M8,
@@ -110,7 +110,7 @@ _BLIND = "outside the regime (v_norm = 1, sigma_t = 1): the gate cannot see the 
     "M": "it compares M = 1 with M = 8", "v_norm": "v_norm = 1 hides the task",
     "sigma_t": "sigma_t = 1 hides the task"})
 def blind_gate(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """A case outside the regime of THEORY.md section 3a: no benefit from experts.
+    """A case outside the regime where expert sets form (book chapter: regimes): no benefit from experts.
 
     Unit-norm feature signals and unit noise (``v_norm=1.0``, ``sigma_t=1.0``) hide
     the task from the gate. Settings ``M1`` and ``M8`` (gap rule). Arrays per label:
@@ -139,7 +139,7 @@ _TOO_EARLY = (
     "M": "it compares M = 1 with M = 4", "sigma0": "sigma0 = 0.5 makes termination come too early",
     "termination": "it compares the gap rule with none"})
 def too_early(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """Early termination that comes too early (THEORY.md section 3a).
+    """Early termination that comes too early (book chapter: regimes).
 
     With few experts and widely spread ground truths (``M = 4``, ``sigma0 = 0.5``, so
     T1 = ceil(M / eta) = 6 rounds and the gate constants derived from sigma0 are larger),

@@ -110,7 +110,7 @@ _REGIME_MAP = (
 @experiment("regime-map", _REGIME_MAP, presets=REGIME_GRIDS, owns={
     "sigma_t": "a grid axis", "sigma0": "a grid axis", "M": "a grid axis", "termination": "a grid axis"})
 def regime_map(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
-    """The regime map of book/regimes.md (THEORY.md section 3a), per-cell summaries only.
+    """The regime map of book/regimes.md (book chapter: regimes), per-cell summaries only.
 
     Grid (`REGIME_GRIDS`): ``sigma_t`` (S values; ``grid/snr`` holds the gate
     signal-to-noise ratio `gate_snr` of each), ``sigma0`` (Z values), M = factor * N
@@ -233,7 +233,7 @@ def regime_regions(arrays: dict, threshold: float = SPECIALISATION_THRESHOLD, z:
     * 0, no specialisation: ``max(e_on, e_off) < threshold``;
     * 2, premature termination: otherwise, if ``z_diff <= -z`` (the gate frozen by the
       termination rule routes less purely than the gate that keeps training: it stopped
-      before the expert sets had formed, THEORY.md section 3a);
+      before the expert sets had formed, the book's regimes chapter);
     * 1, specialisation kept only with termination: otherwise, if ``z_diff >= z`` and
       ``e_on >= threshold`` (Proposition 2: without termination the load-balancing
       loss undoes the routing);

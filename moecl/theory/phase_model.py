@@ -1,6 +1,6 @@
 """The phase model: Algorithm 1 with routing that does not look at the experts.
 
-THEORY.md section 5. The phase model keeps the task stream and the expert update of
+the book's MoE theory chapter. The phase model keeps the task stream and the expert update of
 the paper (Eq. (5)) but replaces the learned gate by a fixed routing law in two
 phases, the idealisation behind Proposition 4 and Theorems 1 and 2 of Li et al.
 (ICLR 2025):
@@ -35,7 +35,7 @@ probability q_i[m, n] and, given it, the same expected increment at round t, so 
 ``E||w_t - w_n||^2 = r a(t-1)``). Then ``E[G_t] = sum B(t) / t`` and
 ``E[F_t] = (sum B(t) - r sum q_t a(t-1) - L(t-1)) / (t-1)``.
 
-Sharing within an expert set (``sharing="update"``, issue 9 section 4, book choice):
+Sharing within an expert set (``sharing="update"``, book chapter: sharing, book choice):
 in phase 2 the experts split into the *expert sets* of Q2 (`expert_sets`: experts
 linked by a truth they both serve), and when task (n', m) arrives every expert of
 m's set learns it by Eq. (5) with the same projector P_t. Each expert's own model
@@ -443,7 +443,7 @@ def simulate_phase_model(W, d, s, M, T, T1, Q2=None, replicates=1000, seed=0, sh
 
     Returns ``{"generalization": (R, T), "forgetting": (R, T), "tasks": (R, T),
     "experts": (R, T)}``, forgetting NaN at t = 1, with the metrics of the paper
-    (THEORY.md section 4). Its mean estimates `phase_model_expectations` with
+    (book chapter: router). Its mean estimates `phase_model_expectations` with
     ``r = 1 - s/d``.
     """
     W = check_pool_matrix(W)

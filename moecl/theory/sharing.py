@@ -105,7 +105,7 @@ def _equal_group_size(Q2) -> int:
 
 
 def sharing_expectations(M=None, N=None, K=None, Q2=None) -> dict:
-    """E[G_t] and E[F_t], t > T1, when the experts of a set learn together (issue 9, section 4).
+    """E[G_t] and E[F_t], t > T1, when the experts of a set learn together (book chapter: sharing).
 
     The phase model with ``sharing="update"`` (`moecl.theory.phase_model`): exploration as in
     `moe_expectations` (nothing is shared while the gate explores), then in phase 2

@@ -1,4 +1,4 @@
-"""Task similarity beyond Euclidean gaps: anisotropic features (issue 9, section 6).
+"""Task similarity beyond Euclidean gaps: anisotropic features (book chapter: similarity).
 
 The paper measures how similar two tasks are by the Euclidean gap ``||w_n - w_n'||``
 between their ground truths. When the features have a covariance ``Sigma`` other than
@@ -47,7 +47,7 @@ and n_t independent of the past. With ``m(t) = E[w_t]``, ``K(t) = E[w_t w_t^T]``
     K(t) = E[(I-P) K(t-1) (I-P)] + E[P C P] + B + B^T,  B = E[(I-P) m(t-1) wbar^T P]
                                                                             (eq-sim-recursion)
 
-(THEORY.md section 5 generalised: with Sigma = I only traces are needed, the cross
+(the book's single-expert recursion generalised: with Sigma = I only traces are needed, the cross
 term B has trace 0 and the recursion closes on ``E||w_t - u||^2``; under a weighted
 metric it does not, and the whole matrix is carried). The second moment about u is
 ``K - m u^T - u m^T + u u^T`` (`moments_about`). `expected_errors` turns the
@@ -147,7 +147,7 @@ def weighted_gaps(W, variances) -> np.ndarray:
 
 
 def weighted_pool_quantities(W, variances) -> dict:
-    """S and D of THEORY.md section 5 in the Sigma-weighted metric.
+    """S and D of the book's single-expert chapter in the Sigma-weighted metric.
 
     ``S = (1/N) sum_n w_n^T Sigma w_n`` and ``D = (1/N^2) sum_{n,n'} (w_n - w_n')^T Sigma
     (w_n - w_n')``; with Sigma = I they are `moecl.theory.pool_quantities`' S and D.

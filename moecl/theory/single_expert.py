@@ -26,7 +26,7 @@ def single_expert_generalization():
 def single_expert_forgetting(evaluate: bool = True):
     """E[F_T] for one expert (M = 1), T >= 2 (Proposition 4).
 
-    The statement of THEORY.md section 5,
+    The statement of the book's single-expert chapter,
 
         E[F_T] = 1/(T-1) sum_{i=1}^{T-1} [ (r^T - r^i) S
                  + ((1 - r) - r^T + r^i - (1 - r) r^{T-i}) D ],
