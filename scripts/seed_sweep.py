@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(chapter, seed, setting) for setting in settings for chapter in chapters for seed in seeds]
     print(f"seed sweep: {len(chapters)} chapter(s) x {len(seeds)} seed(s) x {len(settings)} data setting(s) "
           f"= {len(runs)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
+    stamp = provenance()  # when the sweep started, and on which commit
     lock, done = threading.Lock(), 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, chapter, seed, setting, python, threads, args.timeout)
@@ -354,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{done}/{len(runs)}] {outcome.chapter}, book seed {outcome.seed}, {outcome.setting}: "
                       f"{outcome.detail} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
-    stamp = provenance()
     for table in tables.values():
         table.stamp = stamp
     if args.markdown:
