@@ -107,7 +107,9 @@ CONVERTED = ("caption", "code share")
 #: Chapters converted to the reading form (figures captioned and numbered through
 #: `mystnb: figure:` metadata, plumbing hidden): they must pass the CONVERTED rules.
 #: The conversion of a chapter adds its page here.
-CONVERTED_PAGES: frozenset[str] = frozenset({"book/intro.html", "book/bibliography.html", "book/notation.html"})
+CONVERTED_PAGES: frozenset[str] = frozenset({"book/intro.html", "book/bibliography.html", "book/notation.html",
+                                             "book/setting.html", "book/gate.html", "book/router.html",
+                                             "book/ablation.html"})
 #: Pages that may exceed CODE_SHARE_MAX because they show code on purpose and say so
 #: on the page (reference pages).
 CODE_SHARE_EXCUSED: frozenset[str] = frozenset()
@@ -119,7 +121,7 @@ CODE_SHARE_EXCUSED: frozenset[str] = frozenset()
 #: output" its printed output; "lines" counts the lines running past the column).
 EXEMPT: dict[str, dict[str, str]] = {
     "book/ablation.html": {
-        "code overflow": "9 code input, 35 lines; 7 code output, 22 lines",
+        "code overflow": "6 code output, 8 lines: the checks' summary lines (report.LINE_WIDTH)",
     },
     "book/choices.html": {
         "code overflow": "10 code input, 26 lines; 4 code output, 5 lines",
@@ -134,8 +136,7 @@ EXEMPT: dict[str, dict[str, str]] = {
         "vocabulary": "'CI scale' 9 times",
     },
     "book/gate.html": {
-        "code overflow": "8 code input, 33 lines; 1 code output, 2 lines",
-        "equation overflow": "1 equation",
+        "code overflow": "3 code output, 6 lines: the checks' summary lines (report.LINE_WIDTH)",
     },
     "book/intro.html": {
         "code overflow": "2 code, 2 lines",
@@ -152,7 +153,7 @@ EXEMPT: dict[str, dict[str, str]] = {
         "code overflow": "13 code input, 71 lines; 8 code output, 35 lines",
     },
     "book/router.html": {
-        "code overflow": "9 code input, 54 lines; 6 code output, 10 lines",
+        "code overflow": "4 code output, 9 lines: the checks' summary lines (report.LINE_WIDTH)",
     },
     "book/seed.html": {
         "code overflow": "12 code input, 57 lines; 2 code output, 15 lines",
@@ -161,7 +162,7 @@ EXEMPT: dict[str, dict[str, str]] = {
         "path": "not measured (the chapter stopped early in the survey); prints its data sets' sources as deep does",
     },
     "book/setting.html": {
-        "code overflow": "7 code input, 23 lines; 1 code output, 1 lines",
+        "code overflow": "4 code output, 6 lines: the checks' summary lines (report.LINE_WIDTH)",
     },
     "book/sharing.html": {
         "code overflow": "6 code input, 47 lines; 3 code output, 29 lines",
