@@ -138,7 +138,7 @@ def test_checks_print_one_summary_when_all_hold(capsys):
     assert checks.that(np.array([True, True]), "every seed agrees")
     assert checks.done() is None  # a cell ending in checks.done() shows only the summary
     out = capsys.readouterr().out
-    assert out.startswith("termination: 2 checks passed: termination lowers forgetting; every seed agrees")
+    assert " ".join(out.split()) == "termination: 2 checks passed: termination lowers forgetting; every seed agrees"
     assert all(len(line) <= report.LINE_WIDTH for line in out.splitlines())
 
 
