@@ -11,14 +11,7 @@ import moecl
 from moecl import cli
 from moecl.experiments import EXPERIMENTS
 from moecl.results import load_results
-
-
-def _error_line(capsys):
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert captured.out == ""
-    return lines[0]
+from small_runs import error_line
 
 
 def test_list(capsys):
@@ -46,7 +39,7 @@ def test_list(capsys):
 def test_argument_errors(capsys, tmp_path, monkeypatch, argv, names):
     monkeypatch.chdir(tmp_path)  # the default --out is relative: nothing may appear here
     assert cli.main(argv) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert line.startswith("moecl")
     for name in names:
         assert name in line
@@ -59,7 +52,7 @@ def test_value_errors_become_one_line(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "run_experiment", reject)
     assert cli.main(["run", "termination", "--out", str(tmp_path)]) == 2
-    assert _error_line(capsys) == "moecl: error: M=0 must be at least 1"
+    assert error_line(capsys) == "moecl: error: M=0 must be at least 1"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -136,7 +129,7 @@ def test_bad_overrides_exit_2(capsys, tmp_path, override, words):
     argv = ["run", "forgetting-vs-experts", "--replicates", "2", "--out", str(tmp_path), "--no-progress",
             "--set", override]
     assert cli.main(argv) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     for word in words:
         assert word in line
     assert list(tmp_path.iterdir()) == []
@@ -160,11 +153,11 @@ def test_device_reaches_the_deep_experiments_only(capsys, tmp_path, monkeypatch)
     assert checkpoint.endswith(".npz.ckpt") and seen == {"deep-methods": {"device": "cuda"}}
     capsys.readouterr()
     assert cli.main(["run", "termination", "--device", "cuda", "--out", str(tmp_path)]) == 2
-    assert "--device applies to the deep experiments" in _error_line(capsys)
+    assert "--device applies to the deep experiments" in error_line(capsys)
     assert cli.main(["run", "deep-methods", "--device", "cpu", "--set", "device=cuda", "--out", str(tmp_path)]) == 2
-    assert "give the device once" in _error_line(capsys)
+    assert "give the device once" in error_line(capsys)
     assert cli.main(["run", "deep-methods", "--device", "tpu"]) == 2
-    assert "tpu" in _error_line(capsys)
+    assert "tpu" in error_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -174,5 +167,5 @@ def test_unreadable_data_is_one_line_with_status_1(capsys, tmp_path, monkeypatch
 
     monkeypatch.setattr(cli, "run_experiment", corrupt)
     assert cli.main(["run", "deep-methods", "--out", str(tmp_path)]) == 1
-    assert _error_line(capsys) == "moecl: error: cannot read the data: data_batch_1: truncated file"
+    assert error_line(capsys) == "moecl: error: cannot read the data: data_batch_1: truncated file"
     assert list(tmp_path.iterdir()) == []

@@ -22,16 +22,9 @@ from moecl.algorithm import record_bytes_per_round
 from moecl.experiments import EXPERIMENTS
 from moecl.experiments.recorder import Recorder
 from moecl.results import load_results, save_results
+from small_runs import error_line
 
 ROOT = Path(moecl.__file__).resolve().parent.parent
-
-
-def _error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert captured.out == ""
-    return lines[0]
 
 
 def _never_run(monkeypatch):
@@ -70,7 +63,7 @@ def test_a_file_of_another_run_is_kept_unless_forced(capsys, tmp_path, monkeypat
     before = _sha(stored)
     argv = ["run", "specialisation", "--replicates", "2", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert str(stored) in line and "scale" in line and "--force" in line
     assert _sha(stored) == before
 
@@ -81,7 +74,7 @@ def test_a_file_of_another_run_is_kept_unless_forced(capsys, tmp_path, monkeypat
     os.replace(other, stored)
     before = _sha(stored)
     assert cli.main(argv) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "configs" in line and "overrides" in line and "not written" in line
     assert _sha(stored) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [stored.name]
@@ -97,7 +90,7 @@ def test_a_file_that_is_not_a_results_file_is_kept(capsys, tmp_path, monkeypatch
     target = tmp_path / "specialisation-ci-seed0.npz"
     target.write_text("my notes")
     assert cli.main(["run", "specialisation", "--out", str(tmp_path)]) == 1
-    assert "not a valid results file" in _error_line(capsys)
+    assert "not a valid results file" in error_line(capsys)
     assert target.read_text() == "my notes"
 
 
@@ -139,7 +132,7 @@ def test_committed_results_are_never_modified_without_force(tmp_path):
 def test_overriding_a_field_the_experiment_owns_is_refused(capsys, tmp_path, monkeypatch, name, field):
     _never_run(monkeypatch)
     assert cli.main(["run", name, "--set", f"{field}=4", "--out", str(tmp_path)]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert f"{name} sets {field} itself" in line and "cannot be overridden" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -162,7 +155,7 @@ def test_every_experiment_owns_its_rounds_and_what_it_sweeps():
 def test_scales_that_break_float64_are_refused_naming_the_field(capsys, tmp_path, override, field):
     argv = ["run", "specialisation", "--replicates", "2", "--set", override, "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 2
-    assert _error_line(capsys).startswith(f"moecl: error: {field}=")
+    assert error_line(capsys).startswith(f"moecl: error: {field}=")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -188,7 +181,7 @@ def test_infinite_arrays_are_never_written(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "run_experiment", infinite)
     assert cli.main(["run", "termination", "--out", str(tmp_path), "--no-progress"]) == 1
-    assert "M8/forgetting/mean" in _error_line(capsys)
+    assert "M8/forgetting/mean" in error_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -222,7 +215,7 @@ def test_moecl_data_set_but_missing_or_empty_is_refused(capsys, tmp_path, monkey
     monkeypatch.setenv("MOECL_DATA", str(data))
     out = tmp_path / "out"
     assert cli.main(["run", "deep-methods", "--out", str(out)]) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert line.startswith("moecl: error: cannot read the data: ") and str(data) in line
     for word in words:
         assert word in line
@@ -253,7 +246,7 @@ def test_unreadable_data_exits_1_with_the_loaders_real_exceptions(capsys, tmp_pa
     out = tmp_path / "out"
     argv = ["run", "deep-methods", "--set", f"stream={stream}", "--out", str(out), "--no-progress"]
     assert cli.main(argv) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert line.startswith("moecl: error: cannot read the data: ")
     assert ("train-images-idx3-ubyte.gz" if stream == "digits" else "cifar-10-batches-py") in line
     assert list(out.iterdir()) == []
@@ -269,7 +262,7 @@ def test_a_bad_out_is_reported_before_the_run(capsys, tmp_path, monkeypatch, kin
     out = {"file": tmp_path / "plain", "under-a-file": tmp_path / "plain" / "sub",
            "unwritable": Path("/proc/moecl-cannot-write-here")}[kind]
     assert cli.main(["run", "termination", "--out", str(out)]) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert line.startswith("moecl: error: cannot write results: --out ") and str(out) in line
 
 
@@ -279,7 +272,7 @@ def test_a_bad_out_is_reported_before_the_run(capsys, tmp_path, monkeypatch, kin
 def test_a_run_that_cannot_fit_in_memory_is_refused_with_the_estimate(capsys, tmp_path):
     argv = ["run", "termination", "--replicates", "10000000", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "needs about" in line and "TB" in line and "R=10000000" in line and "--replicates" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -315,5 +308,5 @@ def test_a_small_run_stored_under_the_preset_name_is_caught_before_the_run(capsy
     stored = tmp_path / "termination-paper-seed0.npz"
     save_results(stored, {"experiment": "termination", "scale": "paper", "seed": 0, "replicates": 2}, {"x": [1]})
     assert cli.main(["run", "termination", "--scale", "paper", "--out", str(tmp_path)]) == 1
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "replicates differs" in line and "nothing run" in line

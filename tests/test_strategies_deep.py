@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from moecl import deep, metrics
-from moecl.deep import datasets, streams, training
+from moecl.deep import datasets, training
 from moecl.deep import methods as sd
+from small_runs import split_digits_stream, tiny
 
 
 # --------------------------------------------------------------------------- SEED's rule by hand
@@ -125,16 +126,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 @pytest.fixture(scope="module")
 def split_digits():
-    """Split scikit-learn digits: three two-class tasks with global (class-incremental) labels."""
-    return streams.class_split_tasks(datasets.load_sklearn_digits(), [[0, 1], [2, 3], [4, 5]], scenario="class",
-                                  samples_per_task=40, test_samples_per_task=20, seed=0)
-
-
-def tiny(**changes):
-    base = dict(M=2, T=5, samples_per_round=20, epochs=2, batch_size=10, width=4, device="cpu",
-                task_order="cyclic", method="seed")
-    base.update(changes)
-    return deep.DeepConfig(**base)
+    return split_digits_stream()
 
 
 FIELDS = ("tasks", "experts", "test_loss", "test_accuracy", "gate_values", "change_norm", "ensemble_loss",
