@@ -139,9 +139,6 @@ EXEMPT: dict[str, dict[str, str]] = {
     "book/intro.html": {
         "code overflow": "2 code, 2 lines",
     },
-    "book/moe_theory.html": {
-        "code overflow": "9 code output, 13 lines (report.Checks summaries wrap at 88 characters)",
-    },
     "book/notation.html": {
         "code overflow": "1 code input, 6 lines",
         "table overflow": "2 table",
@@ -156,15 +153,6 @@ EXEMPT: dict[str, dict[str, str]] = {
     },
     "book/setting.html": {
         "code overflow": "4 code output, 6 lines: the checks' summary lines (report.LINE_WIDTH)",
-    },
-    "book/sharing.html": {
-        "code overflow": "4 code output, 10 lines (report.Checks summaries wrap at 88 characters)",
-    },
-    "book/similarity.html": {
-        "code overflow": "6 code output, 12 lines (report.Checks summaries wrap at 88 characters)",
-    },
-    "book/single_expert.html": {
-        "code overflow": "5 code output, 15 lines (report.Checks summaries wrap at 88 characters)",
     },
 }
 
