@@ -355,7 +355,7 @@ def test_deep_methods_from_the_registry(tmp_path):
             matrix = arrays[f"{label}/{scenario}/accuracy_matrix"]
             assert A.shape == (2,) and matrix.shape == (2, 2, 2)
             np.testing.assert_allclose(A, np.nanmean(matrix[:, -1], axis=1))  # recomputed from R[T, i]
-    with pytest.raises(ValueError, match="takes none"):
+    with pytest.raises(ValueError, match="M: deep-methods sets M itself"):
         run_experiment("deep-methods", overrides={"M": 2})
     with pytest.raises(ValueError, match="unknown scale 'huge'"):
         run_experiment("deep-methods", scale="huge")
