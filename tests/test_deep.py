@@ -141,7 +141,7 @@ def test_routing_concentration_and_summary(stream):
     assert summary["average_accuracy"] == pytest.approx(np.mean(R[-1]))
 
 
-# --------------------------------------------------------------------------- replicates batched (issue 5)
+# --------------------------------------------------------------------------- replicates batched
 
 
 @pytest.fixture(scope="module")

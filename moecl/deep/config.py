@@ -32,8 +32,8 @@ class DeepConfig:
     architecture: ``"cnn"`` (two conv + three fully connected layers, the paper's small
     CNN) or ``"resnet18"`` (a ResNet-18-style network of ``width`` base channels).
     Gate: eta (Eq. (9)), alpha (Eq. (7)), lambda_ (routing noise, Eq. (2)) default to
-    the values of a public copy of the authors' deep setup (0.3, 0.3, 0.005; THEORY.md
-    section 6); Gamma (termination threshold, **book choice** 0.05, about
+    the values of a public copy of the authors' deep setup (0.3, 0.3, 0.005; book
+    chapter: deep experts); Gamma (termination threshold, **book choice** 0.05, about
     sigma0**1.25 for that setup's sigma0 = 0.1), T1 (exploration rounds; ``None``:
     ``ceil(M / eta)``), termination (``"gap"`` or ``"none"``),
     gate_input (**book choice**, `moecl.deep.engine.gate_map`): the per-image feature whose

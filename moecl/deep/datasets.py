@@ -73,7 +73,7 @@ DATA_ENV = "MOECL_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/moecl")
 
 
-#: The digits of the paper's one-vs-rest tasks (THEORY.md section 6).
+#: The digits of the paper's one-vs-rest tasks (book chapter: deep experts).
 PAPER_DIGITS = (1, 4, 7)
 
 

@@ -156,7 +156,7 @@ def one_vs_rest_tasks(
 ) -> TaskStream:
     """The paper's digit tasks: task n tells digit ``digits[n]`` (label 1) from all others (label 0).
 
-    THEORY.md section 6: digits 1, 4, 7 and 100 training samples per task. ``dataset``
+    The paper's deep experiment (book chapter: deep experts): digits 1, 4, 7 and 100 training samples per task. ``dataset``
     defaults to `load_digits` (MNIST, else scikit-learn's digits). **Book choice**:
     a fraction ``positive_fraction`` of a task's samples are its digit and the rest are
     spread evenly over the other nine digits, so the tasks are balanced rather than 10 %
