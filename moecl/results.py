@@ -33,15 +33,13 @@ import datetime as _dt
 import json
 import os
 import re
-import secrets
-import signal
-import threading
 import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
+from .atomic import write_atomically
 from .metrics import mean_se
 
 #: Name of the header entry inside the archive.
@@ -138,65 +136,14 @@ def save_results(path, header: dict, arrays: dict) -> str:
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     header = {"format": FORMAT, **header, "shapes": {name: list(value.shape) for name, value in arrays.items()}}
     header_text = json.dumps(header, default=_json_default, sort_keys=False)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with _signals_raise() as caught:
-        temporary, handle = _open_temporary(directory, os.path.basename(path))
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-                    _write_array(archive, HEADER_KEY, np.array(header_text))
-                    for name, value in arrays.items():
-                        _write_array(archive, name, value)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-            if caught:  # the temporary file is gone: now let the signal end the process
-                _redeliver(caught[0])
-            raise
-    _fsync_directory(directory)
-    return path
 
+    def write(stream):
+        with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            _write_array(archive, HEADER_KEY, np.array(header_text))
+            for name, value in arrays.items():
+                _write_array(archive, name, value)
 
-class _Signalled(BaseException):
-    """A termination signal, raised inside `save_results` so that it can clean up."""
-
-
-class _signals_raise:
-    """While a results file is written, SIGTERM and SIGHUP raise `_Signalled` (main thread only).
-
-    Their default action kills the process on the spot, which would leave the temporary
-    file behind; a handler installed by the program itself is left alone.
-    """
-
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-    def __enter__(self):
-        self.caught, self.previous = [], {}
-        if threading.current_thread() is threading.main_thread():
-            for number in self.SIGNALS:
-                if signal.getsignal(number) is signal.SIG_DFL:
-                    self.previous[number] = signal.signal(number, self._handle)
-        return self.caught
-
-    def _handle(self, number, frame):
-        self.caught.append(number)
-        raise _Signalled(number)
-
-    def __exit__(self, *exc):
-        for number, previous in self.previous.items():
-            signal.signal(number, previous)
-        return False
-
-
-def _redeliver(number: int) -> None:
-    signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), number)
+    return write_atomically(path, write)
 
 
 def load_results(path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -325,31 +272,6 @@ def _write_array(archive: zipfile.ZipFile, name: str, value: np.ndarray) -> None
         raise ValueError(f"array {name!r} has dtype object, which a results file does not store")
     with archive.open(name + ".npy", "w", force_zip64=True) as member:
         np.lib.format.write_array(member, value, allow_pickle=False)
-
-
-def _open_temporary(directory: str, basename: str) -> tuple[str, int]:
-    """Create a new hidden file next to the destination (mode 0666 less the umask)."""
-    for _ in range(100):
-        name = os.path.join(directory, f".{basename}.{secrets.token_hex(4)}.tmp")
-        try:
-            return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file in {directory}")
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable where the platform allows it (best effort)."""
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def _json_default(value):

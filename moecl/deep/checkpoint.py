@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 import torch
+
+from ..atomic import write_atomically
 
 #: Tag and version of the checkpoint format (version 1: safetensors + JSON metadata).
 FORMAT = "moecl-deep-checkpoint"
@@ -148,19 +149,7 @@ def save_checkpoint(path, identity, t, replicates) -> None:
     state_json = json.dumps(state, sort_keys=True)
     data = save(tensors, metadata={"format": FORMAT, "version": str(VERSION), "state": state_json,
                                    "checksum": _checksum(state_json, tensors)})
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_atomically(path, lambda stream: stream.write(data))
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:
