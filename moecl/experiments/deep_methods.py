@@ -66,7 +66,7 @@ DEEP_STREAMS = ("digits", "digits-1v", "cifar10", "tiny-imagenet")
 
 
 #: Per stream: test images per task, and the `moecl.deep.DeepConfig` fields that differ from digits
-#: (colour images: fewer samples and epochs per round at the CI scale, so that a CPU runs it).
+#: (colour images: fewer samples and epochs per round at the small scale, so that a CPU runs it).
 _DEEP_STREAM_SETTINGS = {
     "digits": (60, {}),
     "digits-1v": (100, {}),
