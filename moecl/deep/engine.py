@@ -56,7 +56,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from ..progress import progress_bar
 from . import methods
 from .checkpoint import restore_checkpoint, run_identity, save_checkpoint
@@ -188,14 +188,9 @@ def reproducible(config: DeepConfig, device):
 
 def _check_seeds(seed, name: str) -> list[int]:
     """The seeds of a run as a list of distinct non-negative integers (ValueError naming ``name``)."""
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"seed={value!r} must be a non-negative integer")
-        return int(value)
-
     if isinstance(seed, (str, bytes)) or not hasattr(seed, "__iter__"):
-        return [check(seed)]
-    seeds = [check(value) for value in seed]
+        return [check_seed(seed)]
+    seeds = [check_seed(value) for value in seed]
     if not seeds:
         raise ValueError(f"{name}={seed!r} must hold at least one seed")
     repeated = sorted({value for value in seeds if seeds.count(value) > 1})

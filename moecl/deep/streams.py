@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._checks import check_seed
 from .datasets import (
     PAPER_DIGITS,
     PAPER_SAMPLES_PER_TASK,
@@ -117,12 +118,6 @@ def _check_count(name: str, value, allow_none: bool = True, minimum: int = 1):
     return int(value)
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    return int(seed)
-
-
 def _balanced_draw(rng: np.random.Generator, groups: Sequence[np.ndarray], total: int | None,
                    what: str) -> np.ndarray:
     """Draw ``total`` indices spread as evenly as possible over ``groups`` (all if None).
@@ -176,7 +171,7 @@ def one_vs_rest_tasks(
     if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)) or not (
             0.0 < positive_fraction < 1.0):
         raise ValueError(f"positive_fraction={positive_fraction!r} must lie strictly between 0 and 1")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
 
     def draw(rng, labels, positive, total, what):
         groups = [np.flatnonzero(labels == k) for k in range(dataset.num_classes)]
@@ -251,7 +246,7 @@ def class_split_tasks(
         raise ValueError(f"class_groups={class_groups!r} must be disjoint class indices 0..{dataset.num_classes - 1}")
     samples_per_task = _check_count("samples_per_task", samples_per_task)
     test_samples_per_task = _check_count("test_samples_per_task", test_samples_per_task)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
 
     global_label = {c: position for position, c in enumerate(flat)}
     tasks = []
@@ -305,7 +300,7 @@ def _class_order(num_classes: int, shuffle_classes: bool, seed: int) -> list[int
     """0..K-1, or a permutation seeded by ``seed`` (its own stream, apart from the sample draws)."""
     if not shuffle_classes:
         return list(range(num_classes))
-    rng = np.random.default_rng(np.random.SeedSequence([_check_seed(seed), 1]))
+    rng = np.random.default_rng(np.random.SeedSequence([check_seed(seed), 1]))
     return [int(c) for c in rng.permutation(num_classes)]
 
 

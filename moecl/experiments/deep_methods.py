@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from ..results import make_header
-from .registry import EXPERIMENTS, Scale, check_seed, experiment, resolve_scale
+from .._checks import check_seed
+from .registry import EXPERIMENTS, Scale, experiment, resolve_scale
 
 
 #: Methods of ``deep-methods``: label -> (DeepConfig.method, M[, termination]).

@@ -13,7 +13,8 @@ from ..config import Config
 from ..dynamics import purity_windows
 from ..metrics import routing_purity
 from ..results import STATISTICS, make_header, summarise
-from .registry import check_seed, resolve_scale
+from .._checks import check_seed
+from .registry import resolve_scale
 
 
 #: Number of equal windows over which routing purity is measured along the rounds.

@@ -124,9 +124,3 @@ def own_scale(presets: dict, scale: str, replicates=None, rounds=None) -> tuple:
     preset = presets[scale]
     return (preset.replicates if replicates is None else replicates,
             preset.rounds if rounds is None else rounds)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    return int(seed)
