@@ -13,6 +13,8 @@ argument and not the bookkeeping:
   `paired`: mean, standard error and z of per-replicate (or per-pool) differences
   on common seeds;
 * `table`: rows shown as a rendered table (Markdown), not printed text;
+* `data_source`: a data set's source named for the page, without the folder it was
+  read from;
 * `Checks`: the asserts of one section gathered in one cell, whose output is one
   summary line ("5 checks passed: ...") and which fails naming every false claim
   with its values.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -105,6 +108,26 @@ def describe(stored) -> str:
     if "created" in header:
         parts.append(f"created {str(header['created'])[:10]}")
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- data sources
+
+#: A filesystem path inside a data set's source text (POSIX, home or Windows drive).
+_SOURCE_PATH = re.compile(r"(?<![\w.])(?:~|[A-Za-z]:[\\/]|/(?=[^\s,;()]))[^\s,;()]*")
+
+
+def data_source(source: str) -> str:
+    """A data set's ``source`` (`moecl.deep.datasets.ImageDataset.source`) named for the page, without paths.
+
+    ``"MNIST from /data/mnist"`` becomes ``"MNIST (official files)"``; a parenthesis that
+    followed the folder joins it (``"CIFAR-10 (official files; 1 of 5 training batches:
+    data_batch_1)"``); any other path becomes "the data directory" (``"... (fallback:
+    MNIST not found in the data directory)"``). The book shows where its data came from
+    by name, never by the builder's folders.
+    """
+    text = re.sub(r"\s+from\s+" + _SOURCE_PATH.pattern + r"(?:\s+\(([^()]*)\))?",
+                  lambda match: f" (official files{'; ' + match.group(1) if match.group(1) else ''})", str(source))
+    return _SOURCE_PATH.sub("the data directory", text)
 
 
 # --------------------------------------------------------------------------- numbers

@@ -225,3 +225,22 @@ def test_book_renders_markdown_outputs_as_myst():
     with open(os.path.join(root, "_config.yml")) as f:
         config = yaml.safe_load(f)
     assert config["sphinx"]["config"]["nb_render_markdown_format"] == "myst"  # tables and math in report.table
+
+
+# --------------------------------------------------------------------------- data sources
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("MNIST from /work/data/mnist", "MNIST (official files)"),
+    ("MNIST from ~/data/mnist", "MNIST (official files)"),
+    ("CIFAR-10 from /d/cifar-10-batches-py (1 of 5 training batches: data_batch_1)",
+     "CIFAR-10 (official files; 1 of 5 training batches: data_batch_1)"),
+    ("Tiny ImageNet from /d/tiny-imagenet-200 (2000 train / 1000 val images, 20 of 20 classes), average-pooled 2x2",
+     "Tiny ImageNet (official files; 2000 train / 1000 val images, 20 of 20 classes), average-pooled 2x2"),
+    ("scikit-learn digits (8x8, UCI optdigits) (fallback: MNIST not found in /root/.cache/moecl)",
+     "scikit-learn digits (8x8, UCI optdigits) (fallback: MNIST not found in the data directory)"),
+    ("scikit-learn digits (8x8, UCI optdigits)", "scikit-learn digits (8x8, UCI optdigits)"),
+])
+def test_data_source_names_the_data_without_its_folder(source, shown):
+    assert report.data_source(source) == shown
+    assert "/d/" not in report.data_source(source) and "/root" not in report.data_source(source)
