@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", dest="progress", action="store_false",
                      help="do not show progress bars on stderr")
     run.add_argument("--workers", type=_workers, default=1, metavar="N",
-                     help="run the linear experiments' simulations in pieces on N local processes "
-                     "(moecl.sweep; the same numbers as one process; default 1)")
+                     help="run the simulations in pieces on N local processes (moecl.sweep; the linear "
+                     "experiments' numbers are one process's; deep-methods runs its seeds in pieces of "
+                     "--set seeds_per_piece=K, whose numbers depend on K only; default 1)")
     run.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="run the pieces on a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
                      f"(needs Dask: {sweep.DASK_HINT})")

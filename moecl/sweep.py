@@ -152,7 +152,7 @@ def simulate_sweep(configs, replicates=1, seed: int = 0, executor: Executor | No
         min_pieces = 1 if executor is None else _workers(executor)
     pieces = plan(configs, replicates, seed, budget_bytes, min_pieces, piece_replicates, pool)
     started = time.perf_counter()
-    done = _run_pieces(pieces, executor, progress)
+    done = run_pieces(pieces, executor, progress)
     wall_time = time.perf_counter() - started
     parts: list[list] = [[] for _ in configs]
     for piece in pieces:  # planned in replicate order within each configuration
@@ -176,18 +176,23 @@ def _workers(executor: Executor) -> int:
     return os.cpu_count() or 1
 
 
-def _run_pieces(pieces: list, executor, progress: bool) -> dict:
+def run_pieces(pieces: list, executor, progress: bool = False, function=None) -> dict:
+    """``function(piece)`` of every piece, by ``piece.number``: on ``executor`` (``None``: here,
+    one after the other), each failed piece retried once, then `SweepError` naming it
+    (``piece.describe()``). ``function`` (default `run_piece`) must be a module-level
+    function (it is pickled)."""
     from tqdm import tqdm
 
+    function = run_piece if function is None else function
     bar = tqdm(total=len(pieces), desc="pieces", unit="piece", disable=not progress)
     done, tries, pending = {}, {piece.number: 0 for piece in pieces}, {}
     try:
         if executor is None:
             for piece in pieces:
-                done[piece.number] = _in_process(piece)
+                done[piece.number] = _in_process(piece, function)
                 bar.update(1)
             return done
-        pending = {executor.submit(run_piece, piece): piece for piece in pieces}
+        pending = {executor.submit(function, piece): piece for piece in pieces}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -201,9 +206,9 @@ def _run_pieces(pieces: list, executor, progress: bool) -> dict:
                     if tries[piece.number] > 1:
                         raise SweepError(f"{piece.describe()} failed twice: {_one_line(error)}") from error
                 try:
-                    pending[executor.submit(run_piece, piece)] = piece
+                    pending[executor.submit(function, piece)] = piece
                 except Exception:  # noqa: BLE001 - a broken executor (a killed pool worker): retry here
-                    done[piece.number] = _in_process(piece, retry=True)
+                    done[piece.number] = _in_process(piece, function, retry=True)
                     bar.update(1)
         return done
     except BaseException:  # a piece failed twice, or Ctrl-C: cancel what has not started
@@ -214,14 +219,14 @@ def _run_pieces(pieces: list, executor, progress: bool) -> dict:
         bar.close()
 
 
-def _in_process(piece: Piece, retry: bool = False) -> list:
+def _in_process(piece, function, retry: bool = False):
     try:
-        return run_piece(piece)
+        return function(piece)
     except Exception as error:  # noqa: BLE001
         if retry:
             raise SweepError(f"{piece.describe()} failed twice: {_one_line(error)}") from error
         try:
-            return run_piece(piece)
+            return function(piece)
         except Exception as again:  # noqa: BLE001
             raise SweepError(f"{piece.describe()} failed twice: {_one_line(again)}") from again
 
@@ -284,4 +289,4 @@ def executor(workers: int = 1, scheduler: str | None = None, timeout: float = 10
 
 
 __all__ = ["ClusterError", "DASK_HINT", "PIECE_BYTES", "Piece", "SweepError", "current", "executor", "plan",
-           "run_piece", "simulate_sweep", "using"]
+           "run_piece", "run_pieces", "simulate_sweep", "using"]

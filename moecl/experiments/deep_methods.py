@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from ..results import make_header
+from .. import sweep
 from .._checks import check_seed
 from .registry import EXPERIMENTS, Scale, experiment, resolve_scale
 
@@ -49,6 +50,13 @@ DEEP_SCALES = {"ci": Scale(replicates=2, rounds=10), "long": Scale(replicates=10
                "paper": Scale(replicates=5, rounds=200)}
 
 
+#: Seeds per piece (``--set seeds_per_piece=K``): each method's seeds run in pieces of K, one batched
+#: `moecl.deep.run` each, on the executor of ``--workers`` / ``--scheduler`` when one is set. The
+#: numbers depend on K only (a batch of float32 networks sums in another order than one network
+#: alone), never on the executor or the number of workers.
+DEEP_PIECE_SEEDS = 5
+
+
 #: A run other than ``ci`` must give the gate at least this many times its exploration T1 (largest M).
 MIN_ROUNDS_PER_T1 = 5
 
@@ -85,6 +93,61 @@ _TINY_IMAGENET_CLASSES = 20
 
 
 _TINY_IMAGENET_CLASSES_PER_TASK = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepPiece:
+    """One method's seeds ``seeds`` of a ``deep-methods`` run: one batched `moecl.deep.run`.
+
+    ``stream`` is the recipe (name, seed, classes) of `_deep_stream`, not its images: a worker
+    builds the stream itself from its data directory (``MOECL_DATA``). ``threads``: torch's
+    CPU threads in the process that planned the run; a worker uses as many, since the
+    order of float32 sums (and so the numbers) can depend on it."""
+
+    number: int
+    label: str
+    config: object
+    stream: tuple
+    seeds: tuple
+    checkpoint: str | None = None
+    threads: int = 1
+
+    def describe(self) -> str:
+        first, last = self.seeds[0], self.seeds[-1]
+        span = f"seed {first}" if first == last else f"seeds {first}..{last}"
+        return (f"piece {self.number}: {self.label} (method={self.config.method}, M={self.config.M}, "
+                f"T={self.config.T}, stream={self.stream[0]}), {span}")
+
+
+_STREAM_CACHE: dict = {}
+
+
+def _stream_of(recipe: tuple):
+    """The stream of ``recipe`` (name, seed, classes), built once per process and data directory."""
+    import os
+
+    key = (recipe, os.environ.get("MOECL_DATA"))
+    if key not in _STREAM_CACHE:
+        _STREAM_CACHE.clear()  # one stream at a time: a stream holds its images
+        _STREAM_CACHE[key] = _deep_stream(*recipe)
+    return _STREAM_CACHE[key]
+
+
+def run_deep_piece(piece: DeepPiece, progress: bool = False) -> tuple[list, float]:
+    """The `moecl.deep.RoundRecords` of each seed of ``piece``, and the seconds it took."""
+    import torch
+
+    from .. import deep
+
+    clock = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(piece.threads)
+    try:
+        records = deep.run(piece.config, _stream_of(piece.stream), seed=list(piece.seeds), progress=progress,
+                           checkpoint=piece.checkpoint, checkpoint_every=10)
+    finally:
+        torch.set_num_threads(threads)
+    return records, time.perf_counter() - clock
 
 
 def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
@@ -126,10 +189,15 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     below ``MIN_ROUNDS_PER_T1`` times the exploration T1 of their largest M.
 
     ``checkpoint`` (a folder; the command line passes ``<results file>.ckpt``): each
-    method writes its checkpoint there as it runs and a rerun with the same arguments
-    resumes from it (`moecl.deep.run`).
+    piece writes its checkpoint there as it runs (``<label>.safetensors``, or
+    ``<label>-seeds<a>-<b>.safetensors`` when a method's seeds are cut into several
+    pieces) and a rerun with the same arguments resumes from it (`moecl.deep.run`).
 
-    Replicate k is seed ``seed + k`` of one batched ``deep.run(..., seed=[seed, seed + 1, ...])``.
+    Replicate k is seed ``seed + k``. Each method's seeds run in pieces of
+    ``seeds_per_piece`` (default `DEEP_PIECE_SEEDS`), one batched ``deep.run`` each; under
+    `moecl.sweep.using` (``--workers``, ``--scheduler``) the pieces of every method run on
+    that executor, a failed piece retried once. The numbers depend on ``seeds_per_piece``
+    only, not on the executor.
     Arrays, per method label, scenario (``task``, ``class``; ``task-current`` for the
     task-incremental scenario scored by each method's current predictor) and metric:
     ``<label>/<scenario>/<metric>`` (R,) for the metrics of `moecl.deep.summarise`;
@@ -146,6 +214,9 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     overrides = dict(overrides or {})
     checkpoint = overrides.pop("checkpoint", None)
     chosen = overrides.pop("methods", None)
+    per_piece = overrides.pop("seeds_per_piece", DEEP_PIECE_SEEDS)
+    if isinstance(per_piece, bool) or not isinstance(per_piece, (int, np.integer)) or per_piece < 1:
+        raise ValueError(f"seeds_per_piece={per_piece!r} must be a positive integer")
     stream_name = overrides.pop("stream", "digits")
     if stream_name not in DEEP_STREAMS:
         raise ValueError(f"stream={stream_name!r} is not one of {', '.join(DEEP_STREAMS)}")
@@ -205,21 +276,40 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
                              f"{MIN_ROUNDS_PER_T1} x T1 = {MIN_ROUNDS_PER_T1 * T1} (T1 = {T1} for M = {largest})")
     scenarios = [s for s in deep.SCENARIOS if s == "task" or stream.scenario == "class"]
     arrays, docs, configs, wall_times = {}, {}, {}, {}
-    for index, (label, spec) in enumerate(labels.items()):
+    seeds = [seed + k for k in range(R)]
+    import torch
+
+    threads = torch.get_num_threads()
+    pieces = []
+    for label, spec in labels.items():
         method, M = spec[0], spec[1]
         config = base.replace(method=method, M=M, **({"termination": spec[2]} if len(spec) > 2 else {}))
         configs[label] = dataclasses.asdict(config)
-        if progress:
-            print(f"[{index + 1}/{len(labels)}] {label}: method={method}, M={M}", file=sys.stderr, flush=True)
-        clock = time.perf_counter()
-        path = None
-        if checkpoint is not None:
-            os.makedirs(checkpoint, exist_ok=True)
-            path = os.path.join(checkpoint, f"{label}.safetensors")
-        # the R seeds train in lockstep, their selected experts batched (moecl.deep.run_replicates)
-        records = deep.run(config, stream, seed=[seed + k for k in range(R)], progress=progress,
-                           checkpoint=path, checkpoint_every=10)
-        wall_times[label] = round(time.perf_counter() - clock, 3)
+        chunks = [tuple(seeds[i:i + int(per_piece)]) for i in range(0, R, int(per_piece))]
+        for chunk in chunks:
+            path = None
+            if checkpoint is not None:
+                os.makedirs(checkpoint, exist_ok=True)
+                name = label if len(chunks) == 1 else f"{label}-seeds{chunk[0]}-{chunk[-1]}"
+                path = os.path.join(checkpoint, f"{name}.safetensors")
+            pieces.append(DeepPiece(len(pieces), label, config, (stream_name, seed, classes), chunk, path, threads))
+    _STREAM_CACHE.clear()
+    _STREAM_CACHE[((stream_name, seed, classes), os.environ.get("MOECL_DATA"))] = stream  # built above
+    executor, _ = sweep.current()
+    if executor is None:
+        done = {}
+        for piece in pieces:  # in order, each with its progress bar
+            if progress:
+                print(f"[{piece.number + 1}/{len(pieces)}] {piece.describe()}", file=sys.stderr, flush=True)
+            done[piece.number] = run_deep_piece(piece, progress)
+    else:
+        done = sweep.run_pieces(pieces, executor, progress, function=run_deep_piece)
+    by_label = {label: [] for label in labels}
+    for piece in pieces:
+        records, seconds = done[piece.number]
+        by_label[piece.label].extend(records)
+        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    for label, records in by_label.items():
         arrays[f"{label}/termination_round"] = np.array([r.termination_round for r in records])
         arrays[f"{label}/concentration"] = np.array([deep.summarise(r)["concentration"] for r in records])
         for scenario in scenarios + ["task-current"]:
@@ -243,7 +333,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         "deep-methods", scale, seed, R, time.perf_counter() - started,
         description=EXPERIMENTS["deep-methods"].description,
         rounds=T, labels=list(labels), configs=configs, stream=stream_name, source=stream.source,
-        seeds=[seed + k for k in range(R)], simulation_wall_times=wall_times, arrays=docs,
+        seeds=seeds, seeds_per_piece=int(per_piece), simulation_wall_times=wall_times, arrays=docs,
         scenarios=scenarios + ["task-current"],
     )
     return header, arrays
