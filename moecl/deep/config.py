@@ -15,7 +15,7 @@ from . import methods
 
 #: Expert networks, devices and task orders a `DeepConfig` accepts.
 ARCHITECTURES = ("cnn", "resnet18")
-GATE_INPUTS = ("mean-image", "colour-stats", "random-features")
+GATE_INPUTS = ("mean-image", "colour-stats", "random-features", "gradient-histogram")
 GATE_CENTRINGS = ("running", "none")
 LOCALITY_SIGNALS = ("change", "gradient", "loss")
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,8 +40,10 @@ class DeepConfig:
     batch mean the gate sees: ``"mean-image"`` (the flattened image; with ``gate_dim``, a
     fixed Gaussian random projection of it), ``"colour-stats"`` (per-channel mean and
     standard deviation plus a fixed random projection of the image to ``gate_dim``,
-    default 64, dimensions) or ``"random-features"`` (``gate_dim``, default 256, fixed
-    random ReLU features of the image). gate_centring (**book choice**): ``"running"``
+    default 64, dimensions), ``"random-features"`` (``gate_dim``, default 256, fixed
+    random ReLU features of the image) or ``"gradient-histogram"`` (**book choice**, book
+    chapter deep experts: HOG-like histograms of gradient orientation, 8 orientations on
+    a 4 x 4 grid, blind to brightness and contrast; `moecl.deep.gate_inputs`). gate_centring (**book choice**): ``"running"``
     subtracts the running mean of the batch features of the rounds so far (only data
     already seen), ``"none"`` subtracts nothing.
     locality_signal (**book choice**): the deep analogue of the locality loss's
