@@ -7,11 +7,14 @@ argument and not the bookkeeping:
   (``results/<name>-<scale>-seed<S>.npz``), or ``None`` and one line saying how to
   create it (``python -m moecl run NAME --scale paper --out results``); `describe`
   is the one-line account of a stored run;
+* `load_long_runs`: the stored long runs of ``deep-methods`` (``--scale long``), one
+  per stream, whatever the file name says about their seeds, rounds and methods;
 * `at`: ``(mean, se)`` of a stored summary at one round (or of a scalar summary);
 * `z_diff`: the z-score of the difference of two independent means given as
   ``(mean, se)`` pairs; `difference`: the same from two samples of per-seed values;
   `paired`: mean, standard error and z of per-replicate (or per-pool) differences
-  on common seeds;
+  on common seeds; `t_interval`: the mean and the half-width of its 95% Student
+  interval over a few seeds;
 * `table`: rows shown as a rendered table (Markdown), not printed text;
 * `data_source`: a data set's source named for the page, without the folder it was
   read from;
@@ -89,6 +92,23 @@ def load_stored(name: str, scale: str = "paper", seed: int = 0, folder=None, qui
             print(f"No stored {scale}-scale run of {name}; create it with: {create_command(name, scale, seed)}")
         return None
     return load_results(path)
+
+
+def load_long_runs(streams=("digits-1v", "cifar10"), folder=None) -> dict:
+    """``{stream: (header, arrays)}`` of the stored long ``deep-methods`` runs of book seed 0.
+
+    A stream's file is ``deep-methods-long-seed0[-...]-stream=<stream>[-...].npz`` (the
+    command line names a run by what differs from the preset); of several, the last in
+    sorted order is read. Streams without a file are left out.
+    """
+    folder = Path(folder if folder is not None else results_folder())
+    found = {}
+    for stream in streams:
+        paths = sorted(path for path in folder.glob(f"deep-methods-long-seed0*stream={stream}*.npz")
+                       if re.search(rf"-stream={re.escape(stream)}(-|\.npz$)", path.name))
+        if paths:
+            found[stream] = load_results(paths[-1])
+    return found
 
 
 def describe(stored) -> str:
@@ -171,6 +191,20 @@ def difference(a, b, axis: int = 0) -> tuple[float, float]:
     ma, sa = mean_se(np.asarray(a, dtype=float), axis=axis)
     mb, sb = mean_se(np.asarray(b, dtype=float), axis=axis)
     return float(ma - mb), z_diff((float(ma), float(sa)), (float(mb), float(sb)))
+
+
+def t_interval(values, axis: int = 0) -> tuple:
+    """Mean of ``values`` over ``axis`` (e.g. seeds) and the half-width of its 95% Student-t
+    interval, ``t_{0.975, n-1} * sd / sqrt(n)``: the right width for a handful of seeds,
+    where 1.96 standard errors would be too narrow."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    n = values.shape[axis]
+    if n < 2:
+        raise ValueError(f"a t-interval needs at least 2 values along axis {axis}, got {n}")
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=axis, ddof=1) / math.sqrt(n)
+    return values.mean(axis=axis), half
 
 
 def paired(a, b, axis: int = 0) -> tuple[float, float, float]:

@@ -244,3 +244,29 @@ def test_book_renders_markdown_outputs_as_myst():
 def test_data_source_names_the_data_without_its_folder(source, shown):
     assert report.data_source(source) == shown
     assert "/d/" not in report.data_source(source) and "/root" not in report.data_source(source)
+
+
+def test_t_interval_is_wider_than_the_normal_one_for_few_seeds():
+    values = np.array([1.0, 2.0, 4.0])
+    mean, half = report.t_interval(values)
+    assert mean == pytest.approx(7 / 3)
+    assert half == pytest.approx(4.302653 * values.std(ddof=1) / math.sqrt(3), rel=1e-6)
+    means, halves = report.t_interval(np.array([[1.0, 5.0], [3.0, 5.0]]))  # per column
+    np.testing.assert_allclose(means, [2.0, 5.0])
+    assert halves[1] == 0 and halves[0] > Z95 * 1.0
+    with pytest.raises(ValueError, match="at least 2 values"):
+        report.t_interval([1.0])
+
+
+def test_load_long_runs_finds_each_stream_by_name(tmp_path):
+    for name in ("deep-methods-long-seed0-stream=digits-1v.npz",
+                 "deep-methods-long-seed0-R5-stream=cifar10-T=80.npz",
+                 "deep-methods-long-seed0-stream=digits-1vx.npz",       # another stream's name
+                 "deep-methods-ci-seed0-stream=cifar10.npz"):          # not a long run
+        save_results(tmp_path / name, make_header("deep-methods", "long", 0, 2, wall_time=1.0, rounds=3, tag=name),
+                     {"x": np.zeros(2)})
+    found = report.load_long_runs(folder=tmp_path)
+    assert sorted(found) == ["cifar10", "digits-1v"]
+    assert found["digits-1v"][0]["tag"] == "deep-methods-long-seed0-stream=digits-1v.npz"
+    assert found["cifar10"][0]["tag"] == "deep-methods-long-seed0-R5-stream=cifar10-T=80.npz"
+    assert report.load_long_runs(("tiny-imagenet",), folder=tmp_path) == {}
