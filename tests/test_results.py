@@ -287,6 +287,9 @@ def test_identity_differences():
 
 _SIGNAL_WRITER = r"""
 import os, signal, sys
+# the default disposition, as in a terminal: a parent started under nohup passes SIGHUP on ignored,
+# and moecl.atomic then rightly leaves it ignored (the writer would survive it)
+signal.signal(getattr(signal, sys.argv[2]), signal.SIG_DFL)
 import numpy as np
 from moecl.results import save_results
 original = np.lib.format.write_array
