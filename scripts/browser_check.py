@@ -124,9 +124,6 @@ CODE_SHARE_EXCUSED: frozenset[str] = frozenset()
 #: (a "code" block is a Markdown code block, "code input" a cell's source, "code
 #: output" its printed output; "lines" counts the lines running past the column).
 EXEMPT: dict[str, dict[str, str]] = {
-    "book/notation.html": {
-        "table overflow": "2 table",
-    },
 }
 
 
@@ -180,6 +177,8 @@ def executed_sources(executed: Path, out_dir: Path) -> Path | None:
     shutil.copytree(ROOT / "book", source / "book", ignore=shutil.ignore_patterns("*.md", "*.ipynb", "_build"))
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, source / name)
+    if (ROOT / "_static").is_dir():  # the book's own style sheet (jupyter-book adds _static/*.css)
+        shutil.copytree(ROOT / "_static", source / "_static")
     for stem in stems:
         notebook, page = Path(executed) / f"{stem}.ipynb", ROOT / f"{stem}.md"
         if notebook.is_file():
