@@ -43,6 +43,14 @@ def test_a_two_process_pool_gives_the_same_numbers(reference):
         _same(_run(pool), reference)
 
 
+def test_threads_of_one_process_give_the_same_numbers(reference):
+    # torch's generator is process-wide: pieces on threads must not interleave their draws
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        _same(_run(pool), reference)
+
+
 def test_a_dask_local_cluster_gives_the_same_numbers(reference):
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
 
 import numpy as np
@@ -133,8 +134,19 @@ def _stream_of(recipe: tuple):
     return _STREAM_CACHE[key]
 
 
+#: One deep piece at a time per process: torch's random generator (seeded per replicate) and its
+#: thread count are process-wide, so two pieces on the threads of one process (a Dask worker with
+#: several threads, a thread pool) would draw from each other's generator.
+_PIECE_LOCK = threading.Lock()
+
+
 def run_deep_piece(piece: DeepPiece, progress: bool = False) -> tuple[list, float]:
     """The `moecl.deep.RoundRecords` of each seed of ``piece``, and the seconds it took."""
+    with _PIECE_LOCK:
+        return _run_deep_piece(piece, progress)
+
+
+def _run_deep_piece(piece: DeepPiece, progress: bool) -> tuple[list, float]:
     import torch
 
     from .. import deep
