@@ -28,6 +28,7 @@ import argparse
 import os
 import pickle
 import re
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -296,10 +297,11 @@ def main(argv=None) -> int:
     if reason:
         return _fail(f"{reason}; nothing run (use --force to replace it, or another --out)", EXIT_FILES)
 
+    checkpoint = path + ".ckpt" if args.name == "deep-methods" else None  # a rerun resumes from it
     try:
         header, arrays = _on_executor(args, run_experiment)(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
-            overrides=dict(overrides, checkpoint=path + ".ckpt") if args.name == "deep-methods" else overrides,
+            overrides=dict(overrides, checkpoint=checkpoint) if checkpoint else overrides,
         )
     except (sweep.ClusterError, sweep.SweepError) as exc:  # no Dask, no scheduler, a piece failed twice
         return _fail(str(exc), EXIT_FILES)
@@ -328,6 +330,8 @@ def main(argv=None) -> int:
         return _fail(f"cannot write {path}: {exc}", EXIT_FILES)
     except KeyboardInterrupt:
         return _fail("interrupted; no results file written", 130)
+    if checkpoint and os.path.isdir(checkpoint):  # the results file holds everything the checkpoints did
+        shutil.rmtree(checkpoint, ignore_errors=True)
     if args.progress:
         print(f"{args.name}: {header['replicates']} replicates x {header['rounds']} rounds "
               f"in {header['wall_time']:.1f} s", file=sys.stderr)

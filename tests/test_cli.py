@@ -5,12 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import moecl
 from moecl import cli
 from moecl.experiments import EXPERIMENTS
-from moecl.results import load_results
+from moecl.results import load_results, make_header
 from small_runs import error_line
 
 
@@ -159,6 +160,34 @@ def test_device_reaches_the_deep_experiments_only(capsys, tmp_path, monkeypatch)
     assert cli.main(["run", "deep-methods", "--device", "tpu"]) == 2
     assert "tpu" in error_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_deep_checkpoints_are_kept_until_the_results_file_is_written(capsys, tmp_path, monkeypatch):
+    """An interrupted deep-methods run keeps its checkpoint folder (a rerun resumes from it); a run
+    that writes its results file removes the folder, whose content the file now holds."""
+    folders = []
+
+    def interrupted(name, **kwargs):
+        folder = kwargs["overrides"]["checkpoint"]
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, "finetune.safetensors"), "wb").close()
+        folders.append(folder)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_experiment", interrupted)
+    assert cli.main(["run", "deep-methods", "--out", str(tmp_path), "--no-progress"]) == 130
+    assert os.listdir(folders[0]) == ["finetune.safetensors"]
+
+    def finished(name, **kwargs):
+        assert kwargs["overrides"]["checkpoint"] == folders[0]  # the rerun is pointed at the same folder
+        header = make_header("deep-methods", "ci", 0, 2, wall_time=1.0, rounds=10)
+        return header, {"finetune/concentration": np.ones(2)}
+
+    monkeypatch.setattr(cli, "run_experiment", finished)
+    capsys.readouterr()
+    assert cli.main(["run", "deep-methods", "--out", str(tmp_path), "--no-progress"]) == 0
+    written = capsys.readouterr().out.strip()
+    assert os.path.isfile(written) and not os.path.exists(folders[0])
 
 
 def test_unreadable_data_is_one_line_with_status_1(capsys, tmp_path, monkeypatch):
