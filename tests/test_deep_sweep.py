@@ -74,7 +74,7 @@ def test_pieces_follow_seeds_per_piece_and_each_seed_runs_once(monkeypatch, refe
     # seeds 3 and 4 batched together, seed 5 alone: the alone seed is the reference's bit for bit
     np.testing.assert_array_equal(arrays["finetune/task/average_accuracy"][2],
                                   reference[1]["finetune/task/average_accuracy"][2])
-    with pytest.raises(ValueError, match="seeds_per_piece=0 must be a positive integer"):
+    with pytest.raises(ValueError, match="seeds_per_piece=0 must be at least 1"):
         _run(seeds_per_piece=0)
 
 

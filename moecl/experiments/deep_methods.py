@@ -11,7 +11,7 @@ import numpy as np
 
 from ..results import make_header
 from .. import sweep
-from .._checks import check_seed
+from .._checks import check_int, check_seed
 from .registry import EXPERIMENTS, Scale, experiment, resolve_scale
 
 
@@ -226,9 +226,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     overrides = dict(overrides or {})
     checkpoint = overrides.pop("checkpoint", None)
     chosen = overrides.pop("methods", None)
-    per_piece = overrides.pop("seeds_per_piece", DEEP_PIECE_SEEDS)
-    if isinstance(per_piece, bool) or not isinstance(per_piece, (int, np.integer)) or per_piece < 1:
-        raise ValueError(f"seeds_per_piece={per_piece!r} must be a positive integer")
+    per_piece = check_int("seeds_per_piece", overrides.pop("seeds_per_piece", DEEP_PIECE_SEEDS), minimum=1)
     stream_name = overrides.pop("stream", "digits")
     if stream_name not in DEEP_STREAMS:
         raise ValueError(f"stream={stream_name!r} is not one of {', '.join(DEEP_STREAMS)}")
@@ -297,7 +295,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         method, M = spec[0], spec[1]
         config = base.replace(method=method, M=M, **({"termination": spec[2]} if len(spec) > 2 else {}))
         configs[label] = dataclasses.asdict(config)
-        chunks = [tuple(seeds[i:i + int(per_piece)]) for i in range(0, R, int(per_piece))]
+        chunks = [tuple(seeds[i:i + per_piece]) for i in range(0, R, per_piece)]
         for chunk in chunks:
             path = None
             if checkpoint is not None:
@@ -345,7 +343,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         "deep-methods", scale, seed, R, time.perf_counter() - started,
         description=EXPERIMENTS["deep-methods"].description,
         rounds=T, labels=list(labels), configs=configs, stream=stream_name, source=stream.source,
-        seeds=seeds, seeds_per_piece=int(per_piece), simulation_wall_times=wall_times, arrays=docs,
+        seeds=seeds, seeds_per_piece=per_piece, simulation_wall_times=wall_times, arrays=docs,
         scenarios=scenarios + ["task-current"],
     )
     return header, arrays
