@@ -8,13 +8,15 @@ argument and not the bookkeeping:
   create it (``python -m moecl run NAME --scale paper --out results``); `describe`
   is the one-line account of a stored run;
 * `load_long_runs`: the stored long runs of ``deep-methods`` (``--scale long``), one
-  per stream, whatever the file name says about their seeds, rounds and methods;
+  per stream of `LONG_RUN_STREAMS`, whatever the file name says about their seeds,
+  rounds and methods;
 * `at`: ``(mean, se)`` of a stored summary at one round (or of a scalar summary);
 * `z_diff`: the z-score of the difference of two independent means given as
   ``(mean, se)`` pairs; `difference`: the same from two samples of per-seed values;
   `paired`: mean, standard error and z of per-replicate (or per-pool) differences
   on common seeds; `t_interval`: the mean and the half-width of its 95% Student
-  interval over a few seeds;
+  interval over a few seeds; `paired_verdict`: that interval for paired differences and
+  the sign it settles (+1, -1, or 0 when it contains zero);
 * `table`: rows shown as a rendered table (Markdown), not printed text;
 * `data_source`: a data set's source named for the page, without the folder it was
   read from;
@@ -94,7 +96,11 @@ def load_stored(name: str, scale: str = "paper", seed: int = 0, folder=None, qui
     return load_results(path)
 
 
-def load_long_runs(streams=("digits-1v", "cifar10"), folder=None) -> dict:
+#: The streams of the stored long ``deep-methods`` runs, with their names on the page.
+LONG_RUN_STREAMS = {"digits-1v": "one-vs-rest digits", "cifar10": "split CIFAR-10"}
+
+
+def load_long_runs(streams=tuple(LONG_RUN_STREAMS), folder=None) -> dict:
     """``{stream: (header, arrays)}`` of the stored long ``deep-methods`` runs of book seed 0.
 
     A stream's file is ``deep-methods-long-seed0[-...]-stream=<stream>[-...].npz`` (the
@@ -205,6 +211,15 @@ def t_interval(values, axis: int = 0) -> tuple:
         raise ValueError(f"a t-interval needs at least 2 values along axis {axis}, got {n}")
     half = stats.t.ppf(0.975, n - 1) * values.std(axis=axis, ddof=1) / math.sqrt(n)
     return values.mean(axis=axis), half
+
+
+def paired_verdict(a, b) -> tuple[float, float, int]:
+    """``(mean, half, sign)`` of the per-seed differences ``a - b`` (same seeds, same order):
+    their mean, the half-width of its 95% t-interval (`t_interval`), and the sign the
+    interval settles: +1 above zero, -1 below, 0 when it contains zero (not settled)."""
+    mean, half = t_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    mean, half = float(mean), float(half)
+    return mean, half, 0 if abs(mean) <= half else (1 if mean > 0 else -1)
 
 
 def paired(a, b, axis: int = 0) -> tuple[float, float, float]:

@@ -270,3 +270,15 @@ def test_load_long_runs_finds_each_stream_by_name(tmp_path):
     assert found["digits-1v"][0]["tag"] == "deep-methods-long-seed0-stream=digits-1v.npz"
     assert found["cifar10"][0]["tag"] == "deep-methods-long-seed0-R5-stream=cifar10-T=80.npz"
     assert report.load_long_runs(("tiny-imagenet",), folder=tmp_path) == {}
+
+
+def test_paired_verdict_settles_the_sign_only_when_the_interval_excludes_zero():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    mean, half, sign = report.paired_verdict(a + 1.0, a)       # every seed +1: settled above
+    assert (mean, half, sign) == (1.0, 0.0, 1)
+    mean, half, sign = report.paired_verdict(a, a + np.array([0.5, 0.4, 0.6, 0.5]))
+    assert sign == -1 and mean == pytest.approx(-0.5) and 0 < half < 0.5
+    mean, half, sign = report.paired_verdict(a, a + np.array([1.0, -1.0, 1.0, -1.0]))  # mean 0
+    assert sign == 0 and half > 0
+    expected = report.t_interval(np.array([0.3, -0.1, 0.4]))
+    assert report.paired_verdict([0.3, -0.1, 0.4], [0.0, 0.0, 0.0])[:2] == pytest.approx(expected)
