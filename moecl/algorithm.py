@@ -197,7 +197,8 @@ def simulate(
     if executor is not None:
         from .sweep import simulate_sweep
 
-        return simulate_sweep([config], replicates, seed, executor, progress=progress, pool=pool, **options)[0]
+        options["progress"] = bool(options.get("progress")) or progress  # `using` may set it too
+        return simulate_sweep([config], replicates, seed, executor, pool=pool, **options)[0]
     return _simulate_batch([config], replicates, seed, pool, progress)[0]
 
 
@@ -248,7 +249,8 @@ def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False, 
     if executor is not None:
         from .sweep import simulate_sweep
 
-        return simulate_sweep(configs, replicates, seed, executor, progress=progress, **options)
+        options["progress"] = bool(options.get("progress")) or progress  # `using` may set it too
+        return simulate_sweep(configs, replicates, seed, executor, **options)
     return _simulate_batch(configs, replicates, seed, None, progress)
 
 
