@@ -304,14 +304,24 @@ class LeastChangeRouter(GateRouter):
     """The expert that Eq. (5) would move least (**book choice**, book/strategies.md).
 
     A linear analogue of SEED (Rypesc et al. 2024): `moecl.experts.change_norms` of every
-    expert from the task's data; the gate's values and noise are not used (ties go to the
-    lowest index).
+    expert from the task's data; the gate's values and noise are not used. Ties go to the
+    lowest index, and norms within `TIE_TOLERANCE` of the least count as tied: experts that
+    are equal (untrained ones at zero) have equal norms in exact arithmetic, and another
+    CPU's kernels round the rows of one batched product differently, which must not decide
+    the routing.
     """
 
     name = "least_change"
 
     def choose(self, h, noise, Z, L, target, models) -> np.ndarray:
-        return np.argmin(experts.change_norms(Z, L, target[:, None, :] - models), axis=1)
+        norms = experts.change_norms(Z, L, target[:, None, :] - models)
+        least = norms.min(axis=1, keepdims=True)
+        return np.argmax(norms <= least * (1 + TIE_TOLERANCE), axis=1)
+
+
+#: Relative difference below which two change norms tie (`LeastChangeRouter`): far above the
+#: rounding of a norm (1e-15), far below any difference between experts that are not equal.
+TIE_TOLERANCE = 1e-9
 
 
 #: Routers by name (``Config.router``).

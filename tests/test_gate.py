@@ -146,3 +146,16 @@ def test_locality_reopening_counts_consecutive_large_changes():
     np.testing.assert_array_equal(history[-1], [True, False, False])  # 3 in a row; the 2nd was reset
     np.testing.assert_array_equal(strikes, [0, 1, 0])  # reset after re-opening; a training gate counts nothing
     assert not np.any(gate.REOPEN_RULES["never"].update(strikes, terminated, np.ones(3), 0.1, 1)[1])
+
+
+def test_least_change_ties_do_not_depend_on_rounding():
+    # two equal experts whose norms differ only by rounding (another CPU's kernels) tie: the lowest index
+    rng = np.random.default_rng(0)
+    d, s = 6, 3
+    Z = rng.standard_normal((1, s, d))
+    L = np.linalg.cholesky(Z @ np.swapaxes(Z, -1, -2))
+    target = rng.standard_normal((1, d))
+    models = np.stack([np.zeros(d), target[0] * 1e-13, target[0] * 0.5])[None]  # expert 1 is 1e-13 closer
+    router = gate.ROUTERS["least_change"]
+    assert router.choose(None, None, Z, L, target, models)[0] == 2  # a real difference still decides
+    assert router.choose(None, None, Z, L, target, models[:, :2])[0] == 0  # a rounding-sized one does not
