@@ -130,8 +130,11 @@ def accuracy_forgetting(R: np.ndarray) -> float:
 def routing_concentration(tasks: np.ndarray, experts: np.ndarray, num_tasks: int) -> float:
     """Share of each task type's rounds that go to its most used expert, averaged over the types seen.
 
-    1 when every type has one expert of its own (full specialisation); about 1/M when
-    routing ignores the task. ``tasks`` and ``experts`` are the routing history of one run.
+    It measures how deterministic the routing of each type is, not specialisation: it is 1
+    for one network (every type on expert 0) and whenever a frozen gate sends each type to
+    one expert, even if all types share that expert. `specialisation_score` is the measure
+    that tells the two apart. About 1/M when routing ignores the task. ``tasks`` and
+    ``experts`` are the routing history of one run.
     """
     tasks, experts = np.asarray(tasks), np.asarray(experts)
     if tasks.shape != experts.shape or tasks.ndim != 1:
@@ -144,3 +147,58 @@ def routing_concentration(tasks: np.ndarray, experts: np.ndarray, num_tasks: int
     if not shares:
         raise ValueError("no rounds to measure routing concentration on")
     return float(np.mean(shares))
+
+
+def routing_counts(tasks: np.ndarray, experts: np.ndarray, num_tasks: int, num_experts: int) -> np.ndarray:
+    """The task-type x expert count matrix (N, M) of a routing history (book/deep.md).
+
+    Entry (n, m) counts the rounds of type n routed to expert m; ``tasks`` and ``experts``
+    are 1-d of one length (a window of rounds, e.g. those after termination).
+    """
+    tasks, experts = np.asarray(tasks), np.asarray(experts)
+    if tasks.shape != experts.shape or tasks.ndim != 1:
+        raise ValueError(f"tasks {tasks.shape} and experts {experts.shape} must be 1-d and of one length")
+    for name, values, bound in (("tasks", tasks, num_tasks), ("experts", experts, num_experts)):
+        if values.size and (values.min() < 0 or values.max() >= bound):
+            raise ValueError(f"{name} must lie in [0, {bound}), got values in [{values.min()}, {values.max()}]")
+    counts = np.zeros((num_tasks, num_experts), dtype=np.int64)
+    np.add.at(counts, (tasks.astype(np.int64), experts.astype(np.int64)), 1)
+    return counts
+
+
+def specialisation_score(counts: np.ndarray) -> float:
+    """How far the experts divide the task types between them: I(type; expert) / H(type).
+
+    The mutual information between a round's task type and its expert (the plug-in estimate
+    from the count matrix of `routing_counts`), over the entropy of the types. It is 0 for
+    one network (one expert: I = 0) and for any routing independent of the task, and 1
+    exactly when no expert serves two types (H(type | expert) = 0): the types are served
+    by disjoint expert sets. A two-way split of N types scores log 2 / log N for balanced
+    types. Finite samples bias the plug-in estimate upwards: compare with
+    `specialisation_chance`, the score of the same loads with the task ignored.
+    """
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 2 or np.any(counts < 0):
+        raise ValueError(f"counts must be a non-negative (types, experts) matrix, got shape {counts.shape}")
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("no rounds to measure specialisation on")
+    joint = counts / total
+    types, experts = joint.sum(axis=1), joint.sum(axis=0)
+    h_type = -np.sum(types[types > 0] * np.log(types[types > 0]))
+    if h_type == 0:
+        raise ValueError("one task type only: specialisation between types is undefined")
+    seen = joint > 0
+    information = np.sum(joint[seen] * np.log(joint[seen] / np.outer(types, experts)[seen]))
+    return float(min(max(information / h_type, 0.0), 1.0))
+
+
+def specialisation_chance(tasks: np.ndarray, experts: np.ndarray, num_tasks: int, num_experts: int,
+                          permutations: int = 200, seed: int = 0) -> float:
+    """The mean `specialisation_score` of the same routing with the experts shuffled across rounds:
+    the score that routing ignoring the task reaches by chance with the same loads and rounds."""
+    rng = np.random.default_rng(seed)
+    experts = np.asarray(experts)
+    scores = [specialisation_score(routing_counts(tasks, rng.permutation(experts), num_tasks, num_experts))
+              for _ in range(permutations)]
+    return float(np.mean(scores))

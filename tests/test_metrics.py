@@ -53,3 +53,26 @@ def test_routing_purity_rejects_bad_windows():
         routing_purity(result, window=4)
     with pytest.raises(ValueError, match="end=5"):
         routing_purity(result, window=1, end=5)
+
+
+def test_specialisation_score_says_no_where_it_should():
+    from moecl.metrics import routing_concentration, routing_counts, specialisation_chance, specialisation_score
+
+    rng = np.random.default_rng(0)
+    tasks = rng.integers(0, 5, 400)
+    one_network = np.zeros_like(tasks)
+    assert specialisation_score(routing_counts(tasks, one_network, 5, 4)) == 0.0
+    assert routing_concentration(tasks, one_network, 5) == 1.0  # concentration cannot tell
+    random = rng.integers(0, 4, 400)
+    chance = specialisation_chance(tasks, random, 5, 4, permutations=50)
+    assert specialisation_score(routing_counts(tasks, random, 5, 4)) < 3 * chance < 0.05
+    shared = np.array([0, 1, 2, 3, 2])[tasks]
+    assert specialisation_score(routing_counts(tasks, shared, 5, 4)) < 1  # types 2 and 4 share expert 2
+    own = np.array([0, 1, 2, 3, 4])[tasks]
+    assert specialisation_score(routing_counts(tasks, own, 5, 5)) == 1.0
+    # a two-way split of balanced types: log 2 / log N (vehicles / animals on CIFAR-10's five types)
+    split = np.array([0, 0, 1, 1, 1])[tasks]
+    two_way = routing_counts(tasks, split, 5, 4)
+    assert 0.3 < specialisation_score(two_way) < 0.5
+    with pytest.raises(ValueError, match="experts must lie"):
+        routing_counts(tasks, own, 5, 4)
