@@ -46,6 +46,8 @@ def test_set_T_any_field_and_resume_from_the_checkpoint(sklearn_digits, tmp_path
                                                                         "gate-M4.safetensors"]
     assert arrays["gate-M4/task-current/accuracy_curve"].shape == (2, 70)
     assert arrays["gate-M4/termination_round"].shape == (2,)
+    assert arrays["gate-M4/tasks"].shape == arrays["gate-M4/experts"].shape == (2, 70)  # the routing history
+    assert set(np.unique(arrays["finetune/experts"])) == {0} and arrays["gate-M4/experts"].max() < 4
     # A rerun with the same arguments resumes from the finished checkpoints: the same numbers.
     again_header, again = experiments.run_experiment("deep-methods", scale="long", seed=2, replicates=2,
                                                      overrides=dict(overrides))

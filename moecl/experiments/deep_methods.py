@@ -322,6 +322,8 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     for label, records in by_label.items():
         arrays[f"{label}/termination_round"] = np.array([r.termination_round for r in records])
         arrays[f"{label}/concentration"] = np.array([deep.summarise(r)["concentration"] for r in records])
+        arrays[f"{label}/tasks"] = np.stack([np.asarray(r.tasks, dtype=np.int16) for r in records])
+        arrays[f"{label}/experts"] = np.stack([np.asarray(r.experts, dtype=np.int16) for r in records])
         for scenario in scenarios + ["task-current"]:
             kind, rule = ("task", "current") if scenario == "task-current" else (scenario, "round")
             summaries = [deep.summarise(r, scenario=kind, rule=rule) for r in records]
@@ -339,6 +341,8 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         docs["<label>/<scenario>/accuracy_matrix"] = "per seed, (R, T, T): accuracy on task i after round t (NaN: unseen)"
     docs["<label>/termination_round"] = "per seed, (R,): round the gate stopped (-1: never)"
     docs["<label>/concentration"] = "per seed, (R,): routing concentration over all rounds"
+    docs["<label>/tasks"] = "per seed, (R, T): the task type of each round (the routing history, with experts)"
+    docs["<label>/experts"] = "per seed, (R, T): the expert each round trained (moecl.metrics.routing_counts)"
     header = make_header(
         "deep-methods", scale, seed, R, time.perf_counter() - started,
         description=EXPERIMENTS["deep-methods"].description,
