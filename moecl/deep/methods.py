@@ -179,7 +179,7 @@ class GateStrategy(Strategy):
     """The paper's gate: Eq. (1)-(3) routing, Eq. (6)-(9) training, termination after T1.
 
     The gate sees the batch mean of a fixed per-image feature (``DeepConfig.gate_input``,
-    `moecl.deep.engine.gate_map`), centred (``DeepConfig.gate_centring = "running"``) by
+    `moecl.deep.gate_inputs.gate_map`), centred (``DeepConfig.gate_centring = "running"``) by
     the running mean of the batch features of every round so far, this one included:
     only data already seen (book choice).
     """

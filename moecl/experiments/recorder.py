@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from ..algorithm import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round, simulate, simulate_many
+from ..records import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round
+from ..simulation import simulate, simulate_many
 from .. import limits
 from ..config import Config
 from ..dynamics import purity_windows
@@ -84,11 +85,11 @@ class Recorder:
         return results
 
     def simulate_batched(self, settings: list, budget_bytes: float = BATCH_BYTES):
-        """Simulate many settings with `moecl.algorithm.simulate_many`; yield (label, result, extra).
+        """Simulate many settings with `moecl.simulate_many`; yield (label, result, extra).
 
         ``settings``: a list of ``(label, config, extra)``. All are registered first, in
         the given order (the order of the header's labels); settings that differ only in
-        `moecl.algorithm.BATCHABLE_FIELDS` run together, in batches whose per-round records
+        `moecl.records.BATCHABLE_FIELDS` run together, in batches whose per-round records
         stay within ``budget_bytes``. Results are yielded batch by batch, so only one
         batch is held at a time; each setting's wall time is its share of its batch's.
         """
