@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .errors import RunLimitError
 from .records import record_bytes_per_round
 
 #: Environment variable that caps the memory a run may use, in bytes (default: what the
@@ -34,10 +35,6 @@ FEATURE_FIELDS = ("beta", "v_norm", "sigma_t", "anisotropy", "d", "s")
 _BLOCK_ROUNDS = 2 * 32
 #: Headroom for what is computed from the records after a run (summaries, load curves).
 _HEADROOM = 1.5
-
-
-class RunLimitError(ValueError):
-    """A run refused before it starts (memory), or results refused after it (non-finite numbers)."""
 
 
 def estimate_bytes(config, replicates: int, configs: int = 1) -> int:

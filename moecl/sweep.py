@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
+from .errors import ClusterError, SweepError
 from .records import BATCHABLE_FIELDS, record_bytes_per_round
 from .tasks import replicate_indices
 
@@ -45,14 +46,6 @@ PIECE_BYTES = 2e8
 DASK_HINT = "pip install 'moecl[cluster]' (or: pip install 'dask[distributed]')"
 
 _current = contextvars.ContextVar("moecl_sweep_executor", default=(None, None))
-
-
-class SweepError(RuntimeError):
-    """A piece of a sweep failed twice; the message names its configurations and replicates."""
-
-
-class ClusterError(RuntimeError):
-    """The executor asked for cannot be made (Dask missing, scheduler unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +118,14 @@ def executor_workers(executor: Executor) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return os.cpu_count() or 1
+
+
+def batches(configs, replicates, budget_bytes: float = PIECE_BYTES) -> list[tuple]:
+    """The positions of the configurations that run together, each run of them one engine batch
+    of every replicate: the pieces of `plan` (one process, ``budget_bytes``) with their replicate
+    ranges joined. `moecl.experiments.Recorder.simulate_batched` runs its settings so."""
+    pieces = plan(configs, replicates, budget_bytes=budget_bytes, min_pieces=1)
+    return list(dict.fromkeys(piece.positions for piece in pieces))
 
 
 def run_pieces(pieces: list, executor, progress: bool = False, *, function) -> dict:
@@ -239,5 +240,5 @@ def executor(workers: int = 1, scheduler: str | None = None, timeout: float = 10
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["ClusterError", "DASK_HINT", "PIECE_BYTES", "Piece", "SweepError", "current", "executor",
+__all__ = ["ClusterError", "DASK_HINT", "PIECE_BYTES", "Piece", "SweepError", "batches", "current", "executor",
            "executor_workers", "plan", "run_pieces", "using"]

@@ -32,19 +32,11 @@ import numpy as np
 import torch
 
 from ..atomic import write_atomically
+from ..errors import CheckpointError
 
 #: Tag and version of the checkpoint format (version 1: safetensors + JSON metadata).
 FORMAT = "moecl-deep-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(OSError):
-    """A checkpoint that cannot be read back (truncated, corrupt, edited, not a checkpoint)."""
-
-    def __init__(self, path, reason: str):
-        path = os.fspath(path)
-        super().__init__(f"checkpoint {path!r} is unusable ({reason}); it can be deleted "
-                         f"(the run then starts from round 1): rm {path!r}")
 
 
 def stream_identity(stream) -> dict:
