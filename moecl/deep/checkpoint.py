@@ -1,7 +1,7 @@
 """Checkpoints of a deep run: a format that cannot carry code, verified, restored only into the same run.
 
 A checkpoint is one `safetensors <https://github.com/huggingface/safetensors>`_ file:
-every tensor and numpy array of the run (the experts' weights, the strategies' and
+every tensor and numpy array of the run (the experts' weights, the methods' and
 records' arrays) as a named tensor, and everything else (the round reached, numbers,
 the generators' states, the run's identity) as JSON in the file's metadata. Neither
 part is unpickled, so a crafted file can at worst be refused, never run code. A

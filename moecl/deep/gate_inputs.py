@@ -52,7 +52,7 @@ _HISTOGRAM_DIM = 128
 def gate_map(config: DeepConfig, image_shape, seed_sequence):
     """The per-image gate feature of ``config.gate_input``: a function (n, C, H, W) -> (n, d), float64.
 
-    The gate sees the mean of it over the task's batch, centred (`moecl.deep.methods.GateStrategy`).
+    The gate sees the mean of it over the task's batch, centred (`moecl.deep.methods.GateMethod`).
     Everything random in it is fixed by ``seed_sequence`` (data-independent; nothing learned):
 
     * ``"mean-image"``: the flattened image; with ``gate_dim``, ``P x`` for a Gaussian
