@@ -47,7 +47,6 @@ from .progress import progress_bar
 from .records import BATCHABLE_FIELDS, RECORDS, Record, SimulationResult, allocate_records, record_bytes_per_round
 from .tasks import (
     CHUNK,
-    Pool,
     check_pool,
     draw_rounds,
     feature_variances,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -86,6 +87,11 @@ def allocate_records(config: Config, replicates: int) -> dict:
 class _ResultMethods:
     """What a `SimulationResult` computes from its records."""
 
+    # Fields of `SimulationResult` these methods read (declared for type checkers; not dataclass fields).
+    config: Config
+    experts: np.ndarray
+    replicates: np.ndarray
+
     @property
     def rounds(self) -> np.ndarray:
         """Round numbers t = 1..T."""
@@ -100,7 +106,7 @@ class _ResultMethods:
         """The records of the k-th simulated replicate alone (a batch of one)."""
         pick = slice(k, k + 1)
         return dataclasses.replace(
-            self, replicates=self.replicates[pick], **{record.name: getattr(self, record.name)[pick] for record in RECORDS}
+            cast(Any, self), replicates=self.replicates[pick], **{record.name: getattr(self, record.name)[pick] for record in RECORDS}
         )
 
 
@@ -108,20 +114,25 @@ def _axes_text(record: Record) -> str:
     return "(" + ", ".join(("R",) + record.axes) + ")"
 
 
-SimulationResult = dataclasses.make_dataclass(
-    "SimulationResult",
-    [("config", Config), ("seed", int), ("replicates", np.ndarray), ("pool", Pool)]
-    + [(record.name, np.ndarray) for record in RECORDS]
-    + [("wall_time", float, field(default=0.0, compare=False))],
-    bases=(_ResultMethods,),
-    namespace={
-        "__module__": __name__,
-        "__doc__": "Per-round records of R replicates of Algorithm 1 (replicate axis first).\n\n"
-        + "\n".join(f"{record.name} {_axes_text(record)}: {record.doc}." for record in RECORDS)
-        + "\n\nconfig, seed: the run's `Config` and seed. pool: the ground truths and feature signals shared by "
-        "all replicates. replicates: the replicate indices simulated. wall_time: seconds of the engine call.",
-    },
-)
+if TYPE_CHECKING:  # a type checker cannot see fields made from `RECORDS`: every attribute reads as Any
+    class SimulationResult(_ResultMethods):
+        def __init__(self, **fields: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    SimulationResult = dataclasses.make_dataclass(
+        "SimulationResult",
+        [("config", Config), ("seed", int), ("replicates", np.ndarray), ("pool", Pool)]
+        + [(record.name, np.ndarray) for record in RECORDS]
+        + [("wall_time", float, field(default=0.0, compare=False))],
+        bases=(_ResultMethods,),
+        namespace={
+            "__module__": __name__,
+            "__doc__": "Per-round records of R replicates of Algorithm 1 (replicate axis first).\n\n"
+            + "\n".join(f"{record.name} {_axes_text(record)}: {record.doc}." for record in RECORDS)
+            + "\n\nconfig, seed: the run's `Config` and seed. pool: the ground truths and feature signals shared by "
+            "all replicates. replicates: the replicate indices simulated. wall_time: seconds of the engine call.",
+        },
+    )
 
 
 #: `Config` fields that may differ between the configurations of one `simulate_many`

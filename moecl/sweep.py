@@ -28,7 +28,6 @@ import contextlib
 import contextvars
 import math
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 

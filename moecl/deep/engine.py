@@ -277,7 +277,7 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     check_int("checkpoint_every", checkpoint_every, minimum=1)
     device = resolve_device(config.device)
     started = time.perf_counter()
-    N, T = stream.N, config.T
+    T = config.T
     identity = run_identity(config, seeds, stream) if checkpoint is not None else None
 
     with reproducible(config, device), _sigterm_raises():

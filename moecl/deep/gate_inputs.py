@@ -28,10 +28,14 @@ the batch means spreads them evenly.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._checks import check_int, check_real
+
+if TYPE_CHECKING:
+    from .config import DeepConfig
 
 
 def gate_feature(images: np.ndarray, centre: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
