@@ -94,8 +94,18 @@ def pytest_sessionfinish(session):
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+#: Tests that build or check the whole book (marked ``slow`` beside every chapter's cells).
+SLOW_TESTS = ("test_whole_book_in_chromium",)
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Run the whole-book browser check last, after nbval has executed every chapter."""
+    """Mark the chapters' cells and the whole-book checks ``slow`` (``pytest -m "not slow"`` is the unit
+    run), and run the whole-book browser check last, after nbval has executed every chapter."""
+    import pytest
+
+    for item in items:
+        if item.path.suffix == ".md" or item.name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
     last = [item for item in items if item.name == "test_whole_book_in_chromium"]
     items[:] = [item for item in items if item not in last] + last
 

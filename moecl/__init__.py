@@ -7,9 +7,10 @@ their scales through the same engine in one batch (same numbers as separate call
 computation (set ``MOECL_BOOK_SEED`` to run the whole book as another experiment).
 """
 
-from .algorithm import SimulationResult, simulate, simulate_many
 from .book_seed import book_seed
 from .config import BOOK_CONSTANTS, Config
+from .records import SimulationResult
+from .simulation import simulate, simulate_many
 from .tasks import Pool, make_pool
 
 __version__ = "0.1.0"

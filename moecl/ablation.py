@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import gate
-from .algorithm import simulate
+from .simulation import simulate
 from .metrics import routing_purity
 
 #: Gate losses of the ablation, as `Config` changes.

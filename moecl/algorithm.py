@@ -1,7 +1,8 @@
 """Algorithm 1: the linear MoE in continual learning, batched over Monte Carlo replicates.
 
-`simulate` is the one entry point that chapters, the command line and tests use.
-All state carries a leading replicate axis R, so one call simulates many seeds; a
+`simulate_batch` runs one batch in this process; the entry points that chapters, the command
+line and tests use, `moecl.simulate` and `moecl.simulate_many`, live above it and the sweep
+(`moecl.simulation`). All state carries a leading replicate axis R, so one call simulates many seeds; a
 plain per-replicate implementation lives in `moecl.reference` as the test oracle.
 
 Each round t = 1..T (Algorithm 1) takes six steps, one function each, over one state
@@ -34,20 +35,18 @@ with counts ``C[m, n]`` of the tasks of truth n learned by expert m, since
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import experts, gate, limits
 from .config import Config
 from .progress import progress_bar
+from .records import BATCHABLE_FIELDS, RECORDS, Record, SimulationResult, allocate_records, record_bytes_per_round
 from .tasks import (
     CHUNK,
-    Pool,
     check_pool,
     draw_rounds,
     feature_variances,
@@ -58,203 +57,14 @@ from .tasks import (
     seed_sequences,
 )
 
-
-@dataclass(frozen=True)
-class Record:
-    """One record of a run: its name, its axes after the replicate axis (``"T"`` first for a
-    per-round record), dtype, the value it is allocated with (``None``: every entry is
-    written by the engine) and its meaning."""
-
-    name: str
-    axes: tuple
-    dtype: type
-    fill: float | int | None
-    doc: str
-
-    @property
-    def per_round(self) -> bool:
-        return self.axes[:1] == ("T",)
-
-    def shape(self, config: Config) -> tuple:
-        """The shape after the replicate axis."""
-        sizes = {"T": config.T, "M": config.M, "d": config.d}
-        return tuple(sizes[axis] for axis in self.axes)
+# The records are declared in `moecl.records`; these names stay importable from here.
+__all__ = ["BATCHABLE_FIELDS", "RECORDS", "Record", "SimulationResult", "allocate_records", "record_bytes_per_round",
+           "simulate_batch"]
 
 
-#: The records of a run, each array with the replicate axis R first. Adding a record
-#: here gives it its place in `SimulationResult`, its allocation in the engine and its
-#: share of `record_bytes_per_round`; the engine's steps write it.
-RECORDS = (
-    Record("tasks", ("T",), np.int64, None, "the ground truth n_t of each round"),
-    Record("experts", ("T",), np.int64, None, "the expert m_t that learned it (the routing history)"),
-    Record("forgetting", ("T",), np.float64, np.nan, "F_t (NaN at t = 1, where it is undefined)"),
-    Record("generalization", ("T",), np.float64, None, "G_t"),
-    Record("gate_values", ("T", "M"), np.float64, None, "h_m(X_t) at routing time"),
-    Record("change_norm", ("T",), np.float64, None, "||w_t - w_{t-1}|| of the selected expert"),
-    Record("closest_truth", ("T", "M"), np.int16, None,
-           "index of the ground truth closest to each expert's model after the round"),
-    Record("termination_round", (), np.int64, -1,
-           "the round T2 at which the gate first stopped training (-1: never)"),
-    Record("drift_generalization", ("T",), np.float64, np.nan,
-           "with ``Config.drift_round`` T_d, G_t restricted to the tasks that arrived after the drift, "
-           "``1/(t - T_d) sum_{T_d < i <= t} E_i(w_t^(m_i))`` (NaN up to T_d, and without drift)"),
-    Record("gate_trained", ("T",), np.bool_, None,
-           "whether the gate took its step Eq. (9) in round t (it may train again after a re-opening, "
-           "``Config.reopen``)"),
-    Record("final_experts", ("M", "d"), np.float64, 0.0, "the experts' models at the end"),
-    Record("final_theta", ("M", "d"), np.float64, 0.0, "the gate's parameters Theta at the end"),
-)
-
-
-def record_bytes_per_round(config: Config) -> int:
-    """Bytes of the per-round records of one replicate and one round (what grows with R T)."""
-    return sum(np.dtype(record.dtype).itemsize * math.prod(record.shape(config)[1:])
-               for record in RECORDS if record.per_round)
-
-
-def allocate_records(config: Config, replicates: int) -> dict:
-    """The arrays of `RECORDS` for ``replicates`` rows, filled with their start values."""
-    records = {}
-    for record in RECORDS:
-        shape = (replicates, *record.shape(config))
-        if record.fill is None:
-            records[record.name] = np.empty(shape, dtype=record.dtype)
-        else:
-            records[record.name] = np.full(shape, record.fill, dtype=record.dtype)
-    return records
-
-
-class _ResultMethods:
-    """What a `SimulationResult` computes from its records."""
-
-    @property
-    def rounds(self) -> np.ndarray:
-        """Round numbers t = 1..T."""
-        return np.arange(1, self.config.T + 1)
-
-    def load(self) -> np.ndarray:
-        """f_t^(m): fraction of rounds 1..t routed to each expert, (R, T, M)."""
-        onehot = self.experts[..., None] == np.arange(self.config.M)
-        return np.cumsum(onehot, axis=1) / self.rounds[:, None]
-
-    def replicate(self, k: int) -> "SimulationResult":
-        """The records of the k-th simulated replicate alone (a batch of one)."""
-        pick = slice(k, k + 1)
-        return dataclasses.replace(
-            self, replicates=self.replicates[pick], **{record.name: getattr(self, record.name)[pick] for record in RECORDS}
-        )
-
-
-def _axes_text(record: Record) -> str:
-    return "(" + ", ".join(("R",) + record.axes) + ")"
-
-
-SimulationResult = dataclasses.make_dataclass(
-    "SimulationResult",
-    [("config", Config), ("seed", int), ("replicates", np.ndarray), ("pool", Pool)]
-    + [(record.name, np.ndarray) for record in RECORDS]
-    + [("wall_time", float, field(default=0.0, compare=False))],
-    bases=(_ResultMethods,),
-    namespace={
-        "__module__": __name__,
-        "__doc__": "Per-round records of R replicates of Algorithm 1 (replicate axis first).\n\n"
-        + "\n".join(f"{record.name} {_axes_text(record)}: {record.doc}." for record in RECORDS)
-        + "\n\nconfig, seed: the run's `Config` and seed. pool: the ground truths and feature signals shared by "
-        "all replicates. replicates: the replicate indices simulated. wall_time: seconds of the engine call.",
-    },
-)
-
-
-def simulate(
-    config: Config,
-    replicates=1,
-    seed: int = 0,
-    pool: Pool | tuple | None = None,
-    progress: bool = False,
-    executor=None,
-) -> SimulationResult:
-    """Run Algorithm 1 for R Monte Carlo replicates at once.
-
-    Parameters
-    ----------
-    config: the experiment (`moecl.Config`).
-    replicates: the number R of replicates, or explicit replicate indices; replicate
-        k always uses the k-th child of the seed, so it gives identical results
-        alone or inside any batch.
-    seed: one non-negative integer seeding everything.
-    pool: ground truths and feature signals, a `moecl.Pool` or a pair (W, V) of
-        (N, d) arrays; ``None`` draws them from the seed (`moecl.tasks.make_pool`).
-    progress: show a progress bar over rounds.
-    executor: a `concurrent.futures.Executor` that runs the replicates in pieces
-        (`moecl.sweep`; the same numbers); ``None``: the one set by `moecl.sweep.using`, if
-        any, else this process in one batch.
-
-    Returns a `SimulationResult` with per-round arrays of leading shape (R, T).
-    """
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a moecl.Config, got {type(config).__name__}")
-    executor, options = _sweep_executor(executor)
-    if executor is not None:
-        from .sweep import simulate_sweep
-
-        options["progress"] = bool(options.get("progress")) or progress  # `using` may set it too
-        return simulate_sweep([config], replicates, seed, executor, pool=pool, **options)[0]
-    return _simulate_batch([config], replicates, seed, pool, progress)[0]
-
-
-def _sweep_executor(executor) -> tuple:
-    """``executor`` and no options, or the executor and options of `moecl.sweep.using`."""
-    if executor is not None:
-        return executor, {}
-    from .sweep import current
-
-    executor, options = current()
-    return executor, dict(options or {})
-
-
-#: `Config` fields that may differ between the configurations of one `simulate_many`
-#: call: scales that enter the computation as numbers. Every other field fixes a shape
-#: or a mechanism and must be the same in all of them.
-BATCHABLE_FIELDS = ("sigma0", "eta", "alpha", "lambda_", "Gamma", "T1", "beta", "sigma_t", "v_norm", "cluster_spread")
-
-
-def simulate_many(configs, replicates=1, seed: int = 0, progress: bool = False, executor=None) -> list[SimulationResult]:
-    """Run several configurations of Algorithm 1 in one batched call (the regime map).
-
-    The configurations may differ in the fields of `BATCHABLE_FIELDS` (sigma0, sigma_t,
-    the gate constants, T1, ...) and must agree in all others. Configuration c simulates
-    the same replicates of the same seed as ``simulate(configs[c], replicates, seed)``
-    and gives the same numbers (its pool is drawn from the seed with its own sigma0),
-    so runs of different configurations are paired by common random numbers; the rows
-    of all configurations share each round's numpy calls, which is what makes a grid
-    of small settings fast. ``executor``: as for `simulate`, pieces of configurations x
-    replicates on a `concurrent.futures.Executor` (`moecl.sweep`), with the same numbers.
-    Returns one `SimulationResult` per configuration.
-    """
-    configs = list(configs)
-    if not configs:
-        raise ValueError("configs is empty: give at least one moecl.Config")
-    for position, config in enumerate(configs):
-        if not isinstance(config, Config):
-            raise ValueError(f"configs[{position}] must be a moecl.Config, got {type(config).__name__}")
-    first = configs[0].as_dict()
-    for position, config in enumerate(configs[1:], start=1):
-        for name, value in config.as_dict().items():
-            if name not in BATCHABLE_FIELDS and value != first[name]:
-                raise ValueError(
-                    f"configs[{position}].{name}={value!r} differs from configs[0].{name}={first[name]!r}; "
-                    f"only {', '.join(BATCHABLE_FIELDS)} may differ within one batch"
-                )
-    executor, options = _sweep_executor(executor)
-    if executor is not None:
-        from .sweep import simulate_sweep
-
-        options["progress"] = bool(options.get("progress")) or progress  # `using` may set it too
-        return simulate_sweep(configs, replicates, seed, executor, **options)
-    return _simulate_batch(configs, replicates, seed, None, progress)
-
-
-def _simulate_batch(configs: list, replicates, seed: int, pool, progress: bool) -> list[SimulationResult]:
+def simulate_batch(configs: list, replicates, seed: int, pool=None, progress: bool = False) -> list[SimulationResult]:
+    """Algorithm 1 for every configuration of ``configs`` (one batchable group, checked by the caller,
+    `moecl.simulation.simulate_many`) times the replicates, in this process, in one batch."""
     indices = replicate_indices(replicates)
     limits.check_memory(configs[0], len(indices), configs=len(configs))  # before anything is allocated
     pool_ss, replicate_ss = seed_sequences(seed, indices)

@@ -36,9 +36,10 @@ import textwrap
 import numpy as np
 
 from . import __version__, sweep
+from .errors import ClusterError, DataError, ResultsFileError, SweepError
 from .experiments import EXPERIMENTS, SCALES, run_experiment
 from .experiments.registry import check_overrides
-from .results import ResultsFileError, identity_differences, load_results, save_results
+from .results import identity_differences, load_results, save_results
 
 EXIT_USAGE = 2
 EXIT_FILES = 1
@@ -211,14 +212,14 @@ def check_out_dir(directory) -> None:
 
 
 def _data_source(name: str, overrides: dict):
-    """For a deep experiment: check the data directory; returns the fallback's name for the results name.
+    """For an experiment that reads data (`moecl.experiments.Experiment.needs_data`): check the data directory; returns the fallback's name for the results name.
 
     ``MOECL_DATA`` set but missing, not a folder, or without a data set (or, for the
     digits stream, without MNIST) raises FileNotFoundError: no silent fallback. Without
     ``MOECL_DATA`` the digits stream may fall back to scikit-learn's digits: announced on
     stderr, and ``"sklearn-digits"`` is returned to mark the results name.
     """
-    if not name.startswith("deep"):
+    if not EXPERIMENTS[name].needs_data:
         return None
     from .deep import datasets
 
@@ -269,7 +270,7 @@ def main(argv=None) -> int:
     if args.device is not None:
         if "device" in overrides:
             return _fail("give the device once: --device or --set device=..., not both", EXIT_USAGE)
-        if not args.name.startswith("deep"):
+        if not EXPERIMENTS[args.name].device:
             return _fail(f"--device applies to the deep experiments; {args.name} runs on numpy (CPU)", EXIT_USAGE)
         overrides["device"] = args.device
     try:
@@ -297,13 +298,13 @@ def main(argv=None) -> int:
     if reason:
         return _fail(f"{reason}; nothing run (use --force to replace it, or another --out)", EXIT_FILES)
 
-    checkpoint = path + ".ckpt" if args.name == "deep-methods" else None  # a rerun resumes from it
+    checkpoint = path + ".ckpt" if EXPERIMENTS[args.name].checkpoints else None  # a rerun resumes from it
     try:
         header, arrays = _on_executor(args, run_experiment)(
             args.name, scale=args.scale, seed=args.seed, replicates=args.replicates, progress=args.progress,
             overrides=dict(overrides, checkpoint=checkpoint) if checkpoint else overrides,
         )
-    except (sweep.ClusterError, sweep.SweepError) as exc:  # no Dask, no scheduler, a piece failed twice
+    except (ClusterError, SweepError) as exc:  # no Dask, no scheduler, a piece failed twice
         return _fail(str(exc), EXIT_FILES)
     except ValueError as exc:  # a value moecl.Config or moecl.simulate rejects, or a corrupt data file
         if _is_data_error(exc):
@@ -341,11 +342,7 @@ def main(argv=None) -> int:
 
 def _is_data_error(exc: ValueError) -> bool:
     """A ValueError about data: a loader's `DataError`, or a ValueError raised from an OSError."""
-    if isinstance(exc.__cause__, OSError):
-        return True
-    if "moecl.deep.datasets" in sys.modules:
-        return isinstance(exc, sys.modules["moecl.deep.datasets"].DataError)
-    return False
+    return isinstance(exc, DataError) or isinstance(exc.__cause__, OSError)
 
 
 def _non_finite(arrays: dict) -> list[str]:

@@ -18,6 +18,9 @@ import os
 
 import numpy as np
 
+from .errors import RunLimitError
+from .records import record_bytes_per_round
+
 #: Environment variable that caps the memory a run may use, in bytes (default: what the
 #: machine has available).
 MEMORY_ENV = "MOECL_MEMORY_LIMIT"
@@ -34,23 +37,17 @@ _BLOCK_ROUNDS = 2 * 32
 _HEADROOM = 1.5
 
 
-class RunLimitError(ValueError):
-    """A run refused before it starts (memory), or results refused after it (non-finite numbers)."""
-
-
 def estimate_bytes(config, replicates: int, configs: int = 1) -> int:
     """Bytes one engine call of ``configs`` settings of ``config``'s shape with R replicates needs.
 
-    Per-round records (R T `moecl.algorithm.record_bytes_per_round` bytes, from the one
-    declaration of the records, `moecl.algorithm.RECORDS`), the state (experts, gate, errors
+    Per-round records (R T `moecl.records.record_bytes_per_round` bytes, from the one
+    declaration of the records, `moecl.records.RECORDS`), the state (experts, gate, errors
     and counts, R (2 M d + 3 M N) floats), a block of prepared rounds (samples, Gram
     factors, gate inputs, routing noise), and a headroom of 1.5 for the summaries
     computed from the records.
     """
     R = int(replicates) * int(configs)
     T, M, N, d, s = config.T, config.M, config.pool_size, config.d, config.s
-    from .algorithm import record_bytes_per_round  # the engine imports this module
-
     records = R * T * record_bytes_per_round(config)
     state = R * 8 * (2 * M * d + 3 * M * N + 2 * M)
     block = R * min(T, _BLOCK_ROUNDS) * 8 * (2 * s * d + d + s * s + M + 2)

@@ -40,6 +40,7 @@ import zlib
 import numpy as np
 
 from .atomic import write_atomically
+from .errors import ResultsFileError
 from .metrics import mean_se
 
 #: Name of the header entry inside the archive.
@@ -64,10 +65,6 @@ IDENTITY_FIELDS = ("format", "experiment", "scale", "seed", "replicates", "round
 PERCENTILES = (2.5, 50.0, 97.5)
 #: Statistics stored by `summarise`, in order.
 STATISTICS = ("mean", "se") + tuple(f"p{p:g}" for p in PERCENTILES)
-
-
-class ResultsFileError(ValueError):
-    """A file that is not a readable moecl results file."""
 
 
 def summarise(values, prefix: str | None = None) -> dict[str, np.ndarray]:

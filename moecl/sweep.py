@@ -9,8 +9,9 @@ Dask cluster's executor) or one after the other in this process, and their recor
 concatenated along the replicate axis. The result is the one-process run's bit for bit,
 whatever the executor, the number of workers or the piece size.
 
-* `simulate_sweep` runs a sweep; `moecl.simulate` and `moecl.simulate_many` take
-  ``executor=`` and call it.
+* `plan` cuts a sweep into pieces and `run_pieces` runs them; this module knows nothing of
+  the engine: `moecl.simulation.simulate_sweep` runs a sweep of the linear engine through
+  them, and `moecl.simulate` and `moecl.simulate_many` take ``executor=`` and call it.
 * `using` sets an executor for a block of code: every `moecl.simulate` and
   `moecl.simulate_many` call inside it (those of the registered experiments included)
   runs in pieces on it. `executor` makes one from ``--workers`` and ``--scheduler``.
@@ -27,30 +28,23 @@ import contextlib
 import contextvars
 import math
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import Config
+from .errors import ClusterError, SweepError
+from .records import BATCHABLE_FIELDS, record_bytes_per_round
 from .tasks import replicate_indices
 
-#: Memory budget of one piece's records, bytes (its share of `moecl.algorithm.record_bytes_per_round`).
+#: Memory budget of one piece's records, bytes (its share of `moecl.records.record_bytes_per_round`).
 PIECE_BYTES = 2e8
 
 #: How to install the optional dependency of ``--scheduler``.
 DASK_HINT = "pip install 'moecl[cluster]' (or: pip install 'dask[distributed]')"
 
 _current = contextvars.ContextVar("moecl_sweep_executor", default=(None, None))
-
-
-class SweepError(RuntimeError):
-    """A piece of a sweep failed twice; the message names its configurations and replicates."""
-
-
-class ClusterError(RuntimeError):
-    """The executor asked for cannot be made (Dask missing, scheduler unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +73,6 @@ class Piece:
 
 
 def _structure(config: Config) -> tuple:
-    from .algorithm import BATCHABLE_FIELDS
-
     return tuple(sorted((k, repr(v)) for k, v in config.as_dict().items() if k not in BATCHABLE_FIELDS))
 
 
@@ -88,13 +80,11 @@ def plan(configs, replicates, seed: int = 0, budget_bytes: float = PIECE_BYTES, 
          piece_replicates: int | None = None, pool=None) -> list[Piece]:
     """Split configurations x replicates into pieces whose records fit ``budget_bytes``.
 
-    Configurations that may share a batch (they differ only in `moecl.algorithm.BATCHABLE_FIELDS`)
+    Configurations that may share a batch (they differ only in `moecl.records.BATCHABLE_FIELDS`)
     are grouped, in their order; each group is cut into replicate ranges, and the ranges into
     runs of configurations, with at least ``min_pieces`` pieces when the sweep allows so many.
     ``piece_replicates`` fixes the replicates per piece instead.
     """
-    from .algorithm import record_bytes_per_round
-
     configs = list(configs)
     indices = replicate_indices(replicates)
     groups: dict[tuple, list[int]] = {}
@@ -120,54 +110,7 @@ def plan(configs, replicates, seed: int = 0, budget_bytes: float = PIECE_BYTES, 
     return pieces
 
 
-def run_piece(piece: Piece) -> list:
-    """The `moecl.SimulationResult` of each configuration of ``piece``, run in this process."""
-    from .algorithm import simulate, simulate_many
-
-    with using(None):
-        if piece.pool is not None:
-            return [simulate(piece.configs[0], piece.replicates, piece.seed, pool=piece.pool)]
-        return simulate_many(list(piece.configs), piece.replicates, piece.seed)
-
-
-def simulate_sweep(configs, replicates=1, seed: int = 0, executor: Executor | None = None, progress: bool = False,
-                   budget_bytes: float = PIECE_BYTES, min_pieces: int | None = None,
-                   piece_replicates: int | None = None, pool=None) -> list:
-    """Run every configuration for the same replicates of ``seed``, in pieces; one result each.
-
-    ``executor``: a `concurrent.futures.Executor`, or ``None`` for this process, piece after
-    piece. ``min_pieces``: at least this many pieces (default: the executor's workers,
-    1 without an executor). The results equal ``simulate_many(configs, replicates, seed)``
-    (or `moecl.simulate` of each configuration) bit for bit; configurations of different
-    structure may be mixed. ``pool``: a given pool, for one configuration only.
-    """
-    from .algorithm import RECORDS, SimulationResult
-
-    configs = list(configs)
-    if not configs:
-        raise ValueError("configs is empty: give at least one moecl.Config")
-    if pool is not None and len(configs) != 1:
-        raise ValueError("a given pool needs exactly one configuration")
-    if min_pieces is None:
-        min_pieces = 1 if executor is None else _workers(executor)
-    pieces = plan(configs, replicates, seed, budget_bytes, min_pieces, piece_replicates, pool)
-    started = time.perf_counter()
-    done = run_pieces(pieces, executor, progress)
-    wall_time = time.perf_counter() - started
-    parts: list[list] = [[] for _ in configs]
-    for piece in pieces:  # planned in replicate order within each configuration
-        for position, result in zip(piece.positions, done[piece.number]):
-            parts[position].append(result)
-    merged = []
-    for config, results in zip(configs, parts):
-        first = results[0]
-        records = {record.name: np.concatenate([getattr(r, record.name) for r in results]) for record in RECORDS}
-        merged.append(SimulationResult(config=config, seed=first.seed, pool=first.pool, wall_time=wall_time,
-                                       replicates=np.concatenate([r.replicates for r in results]), **records))
-    return merged
-
-
-def _workers(executor: Executor) -> int:
+def executor_workers(executor: Executor) -> int:
     """How many pieces the executor runs at once (its pool size; the CPUs here if it does not say)."""
     for name in ("_max_workers", "workers"):
         value = getattr(executor, name, None)
@@ -176,14 +119,22 @@ def _workers(executor: Executor) -> int:
     return os.cpu_count() or 1
 
 
-def run_pieces(pieces: list, executor, progress: bool = False, function=None) -> dict:
+def batches(configs, replicates, budget_bytes: float = PIECE_BYTES) -> list[tuple]:
+    """The positions of the configurations that run together, each run of them one engine batch
+    of every replicate: the pieces of `plan` (one process, ``budget_bytes``) with their replicate
+    ranges joined. `moecl.experiments.Recorder.simulate_batched` runs its settings so."""
+    pieces = plan(configs, replicates, budget_bytes=budget_bytes, min_pieces=1)
+    return list(dict.fromkeys(piece.positions for piece in pieces))
+
+
+def run_pieces(pieces: list, executor, progress: bool = False, *, function) -> dict:
     """``function(piece)`` of every piece, by ``piece.number``: on ``executor`` (``None``: here,
     one after the other), each failed piece retried once, then `SweepError` naming it
-    (``piece.describe()``). ``function`` (default `run_piece`) must be a module-level
+    (``piece.describe()``). ``function`` (`moecl.simulation.run_piece` for the linear engine,
+    `moecl.experiments.deep_methods.run_deep_piece` for the deep one) must be a module-level
     function (it is pickled)."""
     from tqdm import tqdm
 
-    function = run_piece if function is None else function
     bar = tqdm(total=len(pieces), desc="pieces", unit="piece", disable=not progress)
     done, tries, pending = {}, {piece.number: 0 for piece in pieces}, {}
     try:
@@ -239,7 +190,7 @@ def _one_line(error: BaseException) -> str:
 def using(executor: Executor | None, **options):
     """Run every `moecl.simulate` / `moecl.simulate_many` call of the block on ``executor`` in
     pieces (``None``: in one batch in this process, as without this block). ``options`` go to
-    `simulate_sweep` (``budget_bytes``, ``min_pieces``, ``progress``)."""
+    `moecl.simulation.simulate_sweep` (``budget_bytes``, ``min_pieces``, ``progress``)."""
     token = _current.set((executor, options))
     try:
         yield executor
@@ -288,5 +239,5 @@ def executor(workers: int = 1, scheduler: str | None = None, timeout: float = 10
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["ClusterError", "DASK_HINT", "PIECE_BYTES", "Piece", "SweepError", "current", "executor", "plan",
-           "run_piece", "run_pieces", "simulate_sweep", "using"]
+__all__ = ["ClusterError", "DASK_HINT", "PIECE_BYTES", "Piece", "SweepError", "batches", "current", "executor",
+           "executor_workers", "plan", "run_pieces", "using"]

@@ -3,13 +3,11 @@ reported in one error naming the file, SIGTERM leaves no temporary file."""
 
 import dataclasses
 import json
-import os
 import pickle
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np

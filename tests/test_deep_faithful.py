@@ -10,7 +10,7 @@ import torch
 
 from moecl import deep
 from moecl.deep import engine, training
-from moecl.deep import methods as sd
+from moecl.deep import methods
 from small_runs import split_digits_stream, tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -37,22 +37,22 @@ def test_bayes_ensemble_leaves_out_pairs_never_fitted():
 
     score = np.array([(log_normal(0, 0.0) + log_normal(0, 0.5)) / 2, log_normal(0, 3.0)])
     expected = score - np.log(np.exp(score).sum())
-    np.testing.assert_allclose(sd.bayes_ensemble_log_posterior(features, mu, var, fitted)[0], expected)
-    unmasked = sd.bayes_ensemble_log_posterior(features, mu, var)[0]
+    np.testing.assert_allclose(methods.bayes_ensemble_log_posterior(features, mu, var, fitted)[0], expected)
+    unmasked = methods.bayes_ensemble_log_posterior(features, mu, var)[0]
     assert not np.allclose(unmasked, expected)  # the old ensemble: the placeholder votes
     # A class nobody fitted cannot be predicted.
-    nobody = sd.bayes_ensemble_log_posterior(features, mu, var, np.array([[True, False], [True, False]]))
+    nobody = methods.bayes_ensemble_log_posterior(features, mu, var, np.array([[True, False], [True, False]]))
     assert nobody[0, 1] == -np.inf and nobody[0, 0] == pytest.approx(0.0)
 
 
-def test_seed_strategy_records_which_expert_fitted_which_class(split_digits):
+def test_seed_method_records_which_expert_fitted_which_class(split_digits):
     # Cyclic tasks {0,1}, {2,3}: expert 0 learns task 0 in round 1; expert 1 joins in round 2 and fits
     # only task 1's classes. The ensemble over classes 0..3 must not let expert 1 vote on classes 0, 1.
     config = tiny(T=2)
     context = engine._context(config, split_digits, np.random.SeedSequence(0))
     context["feature_dim"] = 3
-    strategy = sd.make_strategy(config, split_digits, context)
-    state = strategy.initial_state()
+    method = methods.make_method(config, split_digits, context)
+    state = method.initial_state()
     rng = np.random.default_rng(0)
 
     def embed(k, images):
@@ -60,15 +60,15 @@ def test_seed_strategy_records_which_expert_fitted_which_class(split_digits):
 
     for t, n in ((1, 0), (2, 1)):
         task = split_digits[n]
-        m, scores = strategy.select(state, t, n, task.train_images, task.train_labels, rng, embed)
-        strategy.after_training(state, t, n, m, task.train_images, task.train_labels, scores, 0.0, embed)
+        m, scores = method.select(state, t, n, task.train_images, task.train_labels, rng, embed)
+        method.after_training(state, t, n, m, task.train_images, task.train_labels, scores, 0.0, embed)
     np.testing.assert_array_equal(state["fitted_pairs"][:, :4], [[True, True, True, True],
                                                                 [False, False, True, True]])
     features = rng.standard_normal((2, 5, 3))
     classes = np.arange(4)
-    expected = sd.bayes_ensemble_log_posterior(features, state["mu"][:, classes], state["var"][:, classes],
+    expected = methods.bayes_ensemble_log_posterior(features, state["mu"][:, classes], state["var"][:, classes],
                                                state["fitted_pairs"][:, classes])
-    np.testing.assert_allclose(strategy.ensemble(state, features, classes), expected)
+    np.testing.assert_allclose(method.ensemble(state, features, classes), expected)
 
 
 # --------------------------------------------------------------------------- 2. SEED's feature distillation
@@ -97,14 +97,14 @@ def test_seed_distillation_is_on_by_default_and_keeps_features_close(split_digit
 
 
 def test_seed_distils_only_experts_trained_before(split_digits):
-    strategy = sd.make_strategy(tiny(seed_distillation=2.0), split_digits,
+    method = methods.make_method(tiny(seed_distillation=2.0), split_digits,
                                 {"num_classes": 6, "feature_dim": 3, "class_index": lambda n, y: y})
-    state = strategy.initial_state()
-    assert strategy.distillation(state, 0) == 0.0  # a fresh expert has no previous version
+    state = method.initial_state()
+    assert method.distillation(state, 0) == 0.0  # a fresh expert has no previous version
     state["trained"][0] = True
-    assert strategy.distillation(state, 0) == 2.0
-    gate_like = sd.make_strategy(tiny(method="finetune", M=1), split_digits, {})
-    assert gate_like.distillation({}, 0) == 0.0
+    assert method.distillation(state, 0) == 2.0
+    one_network = methods.make_method(tiny(method="finetune", M=1), split_digits, {})
+    assert one_network.distillation({}, 0) == 0.0
 
 
 # --------------------------------------------------------------------------- 3. joint = offline training; replay
@@ -112,15 +112,15 @@ def test_seed_distils_only_experts_trained_before(split_digits):
 
 def test_joint_trains_from_scratch_on_everything_seen(split_digits):
     config = tiny(method="joint", M=1, T=4, joint_refit_every=4)
-    strategy = sd.make_strategy(config, split_digits, {})
-    state = strategy.initial_state()
+    method = methods.make_method(config, split_digits, {})
+    state = method.initial_state()
     rng = np.random.default_rng(0)
-    assert strategy.training_set(state, 1, 0, np.array([1, 2]), rng) == {}  # between refits: no training
-    assert not strategy.refit(state, 1)
-    strategy.training_set(state, 2, 1, np.array([3]), rng)
-    strategy.training_set(state, 3, 0, np.array([2, 5]), rng)
-    last = strategy.training_set(state, 4, 2, np.array([7]), rng)
-    assert strategy.refit(state, 4)
+    assert method.training_set(state, 1, 0, np.array([1, 2]), rng) == {}  # between refits: no training
+    assert not method.refit(state, 1)
+    method.training_set(state, 2, 1, np.array([3]), rng)
+    method.training_set(state, 3, 0, np.array([2, 5]), rng)
+    last = method.training_set(state, 4, 2, np.array([7]), rng)
+    assert method.refit(state, 4)
     assert {k: list(v) for k, v in last.items()} == {0: [1, 2, 5], 1: [3], 2: [7]}
     # In a run, rows before the refit are the untrained network, the last row the fit on everything.
     records = deep.run(config, split_digits, seed=0)
@@ -168,16 +168,16 @@ def test_gate_centring_uses_only_data_already_seen(split_digits):
 def test_running_centre_is_the_mean_of_the_batch_features_so_far(split_digits):
     config = tiny(method="gate", gate_input="mean-image")
     context = engine._context(config, split_digits, np.random.SeedSequence(0))
-    strategy = sd.make_strategy(config, split_digits, context)
-    state = strategy.initial_state()
+    method = methods.make_method(config, split_digits, context)
+    state = method.initial_state()
     rng = np.random.default_rng(0)
     batches = [split_digits[n].train_images[:10] for n in (0, 1, 2)]
     for t, images in enumerate(batches, start=1):
-        strategy.select(state, t, 0, images, None, rng, None)
+        method.select(state, t, 0, images, None, rng, None)
     means = [images.reshape(10, -1).mean(axis=0, dtype=np.float64) for images in batches]
-    np.testing.assert_allclose(strategy.centre(state), np.mean(means, axis=0))
+    np.testing.assert_allclose(method.centre(state), np.mean(means, axis=0))
     np.testing.assert_allclose(state["xbar"], means[2] - np.mean(means, axis=0))
-    none = sd.make_strategy(config.replace(gate_centring="none"), split_digits, context)
+    none = methods.make_method(config.replace(gate_centring="none"), split_digits, context)
     assert not none.centre(none.initial_state()).any()
 
 

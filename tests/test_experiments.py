@@ -137,7 +137,6 @@ def test_deterministic():
 
 def test_shared_replicates_with_simulate():
     """An experiment's curves are the summaries of `moecl.simulate` with the same seed."""
-    import moecl
     from moecl.results import summarise
 
     arrays = run_experiment("specialisation", scale="ci", seed=2, replicates=R, rounds=T)[1]
@@ -258,14 +257,12 @@ def test_regime_map_values(runs):
 
 
 def moecl_config(**fields):
-    import moecl
 
     return moecl.Config(**fields)
 
 
 def test_regime_map_cell_is_the_paired_simulation():
     """One cell of the map is `moecl.simulate` of its config, paired with M = 1 on the same seed."""
-    import moecl
     from moecl.metrics import mean_se
 
     header, arrays = run_experiment("regime-map", scale="ci", seed=4, replicates=R, rounds=T)

@@ -1,4 +1,4 @@
-"""Sweeps in pieces (`moecl.sweep`): the numbers of a one-process run on any executor,
+"""Sweeps in pieces (`moecl.sweep`, run by `moecl.simulation.simulate_sweep`): the numbers of a one-process run on any executor,
 retries of failed pieces, and the executor of ``--workers`` / ``--scheduler``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import moecl
-from moecl import sweep
+from moecl import simulation, sweep
 from same_records import assert_same_records
 
 SEED = 5
@@ -24,7 +24,7 @@ CONFIGS = [
     moecl.Config(M=4, T=70, sigma0=0.5, T1=9),
     moecl.Config(M=8, T=70, sigma0=0.3, termination="none"),
 ]
-_ORIGINAL_RUN_PIECE = sweep.run_piece
+_ORIGINAL_RUN_PIECE = simulation.run_piece
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def _check(results, reference):
 
 @pytest.mark.parametrize("piece_replicates", [None, 1, 2, 7])
 def test_in_process_pieces_are_the_one_batch_run(reference, piece_replicates):
-    _check(sweep.simulate_sweep(CONFIGS, R, SEED, None, piece_replicates=piece_replicates), reference)
+    _check(simulation.simulate_sweep(CONFIGS, R, SEED, None, piece_replicates=piece_replicates), reference)
 
 
 def test_plan_respects_the_budget_and_covers_every_pair():
@@ -58,8 +58,8 @@ def test_plan_respects_the_budget_and_covers_every_pair():
 
 def test_a_two_process_pool_gives_the_same_numbers(reference):
     with ProcessPoolExecutor(max_workers=2) as pool:
-        _check(sweep.simulate_sweep(CONFIGS, R, SEED, pool), reference)
-        _check(sweep.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=3), reference)
+        _check(simulation.simulate_sweep(CONFIGS, R, SEED, pool), reference)
+        _check(simulation.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=3), reference)
 
 
 def test_using_routes_simulate_and_simulate_many(reference):
@@ -79,7 +79,7 @@ def test_a_dask_local_cluster_gives_the_same_numbers(reference):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                                   dashboard_address=None) as cluster, \
             sweep.executor(scheduler=cluster.scheduler_address) as pool:
-        _check(sweep.simulate_sweep(CONFIGS, R, SEED, pool), reference)
+        _check(simulation.simulate_sweep(CONFIGS, R, SEED, pool), reference)
 
 
 def _die_once(piece):
@@ -94,9 +94,9 @@ def _die_once(piece):
 @pytest.mark.skipif(sys.platform != "linux", reason="the patched piece reaches the workers by fork")
 def test_a_killed_worker_is_retried(reference, tmp_path, monkeypatch):
     monkeypatch.setenv("MOECL_TEST_KILL_MARKER", str(tmp_path / "killed"))
-    monkeypatch.setattr(sweep, "run_piece", _die_once)
+    monkeypatch.setattr(simulation, "run_piece", _die_once)
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = sweep.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=2)
+        results = simulation.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=2)
     assert (tmp_path / "killed").exists()  # the worker did die
     _check(results, reference)
 
@@ -110,15 +110,15 @@ def test_a_piece_that_fails_twice_is_reported(monkeypatch):
             raise FloatingPointError("boom")
         return _ORIGINAL_RUN_PIECE(piece)
 
-    monkeypatch.setattr(sweep, "run_piece", broken)
+    monkeypatch.setattr(simulation, "run_piece", broken)
     with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(sweep.SweepError) as error:
-        sweep.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=4)
+        simulation.simulate_sweep(CONFIGS, R, SEED, pool, piece_replicates=4)
     message = str(error.value)
     assert calls.count(2) == 2
     assert "piece 2" in message and "replicates 0..3" in message and "FloatingPointError: boom" in message
     assert "configurations [3]" in message and "\n" not in message
     with pytest.raises(sweep.SweepError, match="failed twice"):
-        sweep.simulate_sweep(CONFIGS, R, SEED, None, piece_replicates=4)  # in this process too
+        simulation.simulate_sweep(CONFIGS, R, SEED, None, piece_replicates=4)  # in this process too
 
 
 def test_the_executor_of_the_command_line(monkeypatch):

@@ -31,7 +31,8 @@ from .config import (
     DeepConfig,
     resolve_device,
 )
-from .engine import gate_feature, gate_map, run, run_replicates
+from .engine import run, run_replicates
+from .gate_inputs import gate_feature, gate_map
 from .networks import ResNet18, SmallCNN, make_expert, model_outputs, parameter_vector
 from .records import RULES, RoundRecords, accuracy_matrix, max_forgetting, prediction_tables, summarise
 from .streams import SCENARIOS

@@ -1,7 +1,7 @@
 """Checkpoints of a deep run: a format that cannot carry code, verified, restored only into the same run.
 
 A checkpoint is one `safetensors <https://github.com/huggingface/safetensors>`_ file:
-every tensor and numpy array of the run (the experts' weights, the strategies' and
+every tensor and numpy array of the run (the experts' weights, the methods' and
 records' arrays) as a named tensor, and everything else (the round reached, numbers,
 the generators' states, the run's identity) as JSON in the file's metadata. Neither
 part is unpickled, so a crafted file can at worst be refused, never run code. A
@@ -32,19 +32,11 @@ import numpy as np
 import torch
 
 from ..atomic import write_atomically
+from ..errors import CheckpointError
 
 #: Tag and version of the checkpoint format (version 1: safetensors + JSON metadata).
 FORMAT = "moecl-deep-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(OSError):
-    """A checkpoint that cannot be read back (truncated, corrupt, edited, not a checkpoint)."""
-
-    def __init__(self, path, reason: str):
-        path = os.fspath(path)
-        super().__init__(f"checkpoint {path!r} is unusable ({reason}); it can be deleted "
-                         f"(the run then starts from round 1): rm {path!r}")
 
 
 def stream_identity(stream) -> dict:

@@ -36,7 +36,7 @@ class DeepConfig:
     chapter: deep experts); Gamma (termination threshold, **book choice** 0.05, about
     sigma0**1.25 for that setup's sigma0 = 0.1), T1 (exploration rounds; ``None``:
     ``ceil(M / eta)``), termination (``"gap"`` or ``"none"``),
-    gate_input (**book choice**, `moecl.deep.engine.gate_map`): the per-image feature whose
+    gate_input (**book choice**, `moecl.deep.gate_inputs.gate_map`): the per-image feature whose
     batch mean the gate sees: ``"mean-image"`` (the flattened image; with ``gate_dim``, a
     fixed Gaussian random projection of it), ``"colour-stats"`` (per-channel mean and
     standard deviation plus a fixed random projection of the image to ``gate_dim``,

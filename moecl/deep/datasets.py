@@ -53,6 +53,7 @@ from typing import Sequence
 import numpy as np
 
 # The readers of the file formats; their limits and `DataError` are part of this module's interface.
+from ..errors import DataDirError
 from .readers import MAX_IDX_VALUES, MAX_IMAGE_PIXELS, DataError, open_binary, read_cifar_pickle, read_idx, read_rgb
 from .readers import read_text
 
@@ -103,10 +104,6 @@ TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
 
 #: The folders (inside the data directory) of the data sets the loaders read.
 DATASET_FOLDERS = (MNIST_FOLDER, "MNIST", CIFAR10_FOLDER, CIFAR100_FOLDER, TINY_IMAGENET_FOLDER)
-
-
-class DataDirError(FileNotFoundError):
-    """``MOECL_DATA`` names a folder that is missing or holds no data set."""
 
 
 @dataclass(frozen=True, eq=False)

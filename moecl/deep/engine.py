@@ -21,8 +21,12 @@ Algorithm 1 with neural experts:
 The same loop runs the methods the book compares the paper's MoE with
 (``DeepConfig.method``, `moecl.deep.methods`): SEED-style expert selection with
 a Bayes ensemble (Rypesc et al., ICLR 2024), one network fine-tuned on every task,
-bounded replay and joint (offline) training on every task seen so far. Only the choice of the expert, what it
-trains on and how the ensemble predicts differ.
+bounded replay and joint (offline) training on every task seen so far. A method is a set
+of hooks the loop calls (`moecl.deep.methods.Method`: the choice of the expert, what it
+trains on, refits, distillation, the prediction, its optional records); the loop never
+asks which method it has. Each round takes three named steps over the replicates:
+`_plan_round` (a `RoundPlan` per replicate), `_train_selected` (the selected experts
+trained and evaluated together) and `_evaluate_and_record`.
 
 Metrics (`RoundRecords`) after every round, on held-out test images of every task
 type: test loss (cross-entropy) and accuracy of every expert on every type, SEED's
@@ -46,12 +50,12 @@ uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,78 +65,14 @@ from ..progress import progress_bar
 from . import methods
 from .checkpoint import restore_checkpoint, run_identity, save_checkpoint
 from .config import DeepConfig, resolve_device
-from .gate_inputs import gradient_histogram
+from .gate_inputs import gate_feature, gate_map  # noqa: F401 - gate_feature: importable from here too
 from .networks import make_expert, parameter_vector
 from .records import RoundRecords
 from .training import features, locality_signals, test_outputs, test_outputs_stacked, test_set, train
 
 
-def gate_feature(images: np.ndarray, centre: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
-    """The batch's mean flattened image minus ``centre``, times ``projection`` (gate_dim, C*H*W) if given.
-
-    The ``"mean-image"`` gate input with a fixed centre (`gate_map` is the general form).
-    """
-    xbar = images.reshape(len(images), -1).mean(axis=0, dtype=np.float64) - centre
-    return xbar if projection is None else projection @ xbar
-
-
-#: Default dimensions of the gate inputs that need one (``DeepConfig.gate_dim=None``).
-_DEFAULT_GATE_DIMS = {"colour-stats": 64, "random-features": 256}
-#: Width of the ``"gradient-histogram"`` gate input: 8 orientations on a 4 x 4 grid.
-_HISTOGRAM_DIM = 128
-
-
-def gate_map(config: DeepConfig, image_shape, seed_sequence):
-    """The per-image gate feature of ``config.gate_input``: a function (n, C, H, W) -> (n, d), float64.
-
-    The gate sees the mean of it over the task's batch, centred (`moecl.deep.methods.GateStrategy`).
-    Everything random in it is fixed by ``seed_sequence`` (data-independent; nothing learned):
-
-    * ``"mean-image"``: the flattened image; with ``gate_dim``, ``P x`` for a Gaussian
-      ``P`` (gate_dim, D) scaled by ``1/sqrt(D)``;
-    * ``"colour-stats"``: per-channel mean and standard deviation of the image, then ``P x``
-      (gate_dim rows, default 64);
-    * ``"random-features"``: ``relu(P (x - 1/2) + b)``, gate_dim (default 256) random
-      ReLU features (``P`` as above times ``sqrt(2)``, ``b`` uniform in [-1/2, 1/2]):
-      their batch mean is an embedding of the batch's distribution, not only of its
-      mean image;
-    * ``"gradient-histogram"``: HOG-like orientation histograms of the grey image's
-      gradient, 8 orientations on a 4 x 4 grid, each image's scaled to norm ``sqrt(128)``
-      (`moecl.deep.gate_inputs.gradient_histogram`: blind to brightness and contrast);
-      with ``gate_dim``, ``P f`` for a Gaussian ``P`` (gate_dim, 128) scaled by
-      ``1/sqrt(128)``. Book chapter deep experts measures how well each input separates
-      the task types (`moecl.deep.gate_inputs.task_separation`).
-    """
-    dim = _HISTOGRAM_DIM if config.gate_input == "gradient-histogram" else int(np.prod(image_shape))
-    rng = np.random.default_rng(seed_sequence)
-    rows = config.gate_dim or _DEFAULT_GATE_DIMS.get(config.gate_input)
-    projection = None if rows is None else rng.standard_normal((rows, dim)) / math.sqrt(dim)
-    channels = image_shape[0]
-    if config.gate_input == "mean-image":
-        def phi(images):
-            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-            return flat if projection is None else flat @ projection.T
-    elif config.gate_input == "colour-stats":
-        def phi(images):
-            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-            per_channel = flat.reshape(len(images), channels, -1)
-            return np.concatenate([per_channel.mean(axis=2), per_channel.std(axis=2), flat @ projection.T], axis=1)
-    elif config.gate_input == "gradient-histogram":
-        def phi(images):
-            histogram = gradient_histogram(images)
-            return histogram if projection is None else histogram @ projection.T
-    else:
-        projection = projection * math.sqrt(2.0)
-        bias = rng.uniform(-0.5, 0.5, size=rows)
-
-        def phi(images):
-            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-            return np.maximum((flat - 0.5) @ projection.T + bias, 0.0)
-    return phi
-
-
 def _context(config: DeepConfig, stream, seed_sequence) -> dict:
-    """What the strategies need to know about the stream: gate feature, class numbering."""
+    """What the methods need to know about the stream: gate feature, class numbering."""
     phi = gate_map(config, stream.image_shape, seed_sequence)
     k = stream.num_outputs
     global_labels = stream.scenario == "class"
@@ -213,10 +153,11 @@ def _check_seeds(seed, name: str) -> list[int]:
 
 
 class _Replicate:
-    """One seed's share of a run: its generators, experts, strategy, records and test outputs.
+    """One seed's share of a run: its generators, experts, method, records and test outputs.
 
     Everything here is what a single-seed run has; a batched run holds one per seed
     and keeps them apart, so replicate k of a batch is the run of its seed alone.
+    ``state`` is what a checkpoint stores: the method's state, the types seen, the records.
     """
 
     def __init__(self, config: DeepConfig, stream, seed: int, device, tests):
@@ -229,10 +170,11 @@ class _Replicate:
         with torch.no_grad():  # in eval mode: a one-image batch must not touch BatchNorm's statistics
             self.context["feature_dim"] = int(self.models[0].eval().embed(
                 torch.zeros((1, *stream.image_shape), device=device)).shape[1])
-        self.strategy = methods.make_strategy(config, stream, self.context)
+        self.method = methods.make_method(config, stream, self.context)
         class_scenario = stream.scenario == "class"
+        optional = {name: np.full((T, N), np.nan) for name in self.method.optional_records}
         self.state = {
-            "strategy": self.strategy.initial_state(),
+            "method": self.method.initial_state(),
             "seen": np.zeros(N, dtype=bool),
             "records": RoundRecords(
                 tasks=np.zeros(T, dtype=np.int64),
@@ -246,18 +188,12 @@ class _Replicate:
                 source=stream.source,
                 method=config.method,
                 scenario=stream.scenario,
-                ensemble_loss=np.full((T, N), np.nan) if config.method == "seed" else None,
-                ensemble_accuracy=np.full((T, N), np.nan) if config.method == "seed" else None,
                 class_loss=np.full((T, N), np.nan) if class_scenario else None,
                 class_accuracy=np.full((T, N), np.nan) if class_scenario else None,
+                **optional,
             ),
         }
-        self.gate_inputs = None  # per-image gate features of every type's test images
-        if config.method == "gate":
-            self.gate_inputs = [self.context["gate_map"](np.asarray(x.cpu())) for x, _ in tests]
-        self.initial = None  # joint training restarts from these weights
-        if config.method == "joint":
-            self.initial = [{k: v.detach().clone() for k, v in model.state_dict().items()} for model in self.models]
+        self.method.start(self.models, tests)
         self.outputs = None
         self.device = device
 
@@ -265,13 +201,32 @@ class _Replicate:
         return features(self.models[k], torch.as_tensor(np.array(images), device=self.device))
 
 
+@dataclass
+class RoundPlan:
+    """One replicate's round t as planned before training (`_plan_round`): the task's type ``n`` and
+    its samples (``images``, ``labels``), the expert ``m`` and its selection ``scores``, what it trains
+    on (``train_x``, ``train_y``; empty: no training this round), its parameters ``before`` training,
+    the weight ``distill`` of its feature distillation and the ``locality`` signal measured so far."""
+
+    n: int
+    m: int
+    images: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    train_x: np.ndarray
+    train_y: np.ndarray
+    before: torch.Tensor
+    distill: float
+    locality: float
+
+
 def run(config: DeepConfig, stream, seed: int | Sequence[int] = 0, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 10, progress: bool = False) -> RoundRecords | list[RoundRecords]:
     """Run Algorithm 1 with deep experts on a task stream (`moecl.deep.streams.TaskStream`).
 
     One loop serves every method of ``config.method`` (`moecl.deep.methods`): each
-    round draws a task type and ``samples_per_round`` of its images, the strategy picks
-    the expert, that expert alone trains (Adam, cross-entropy), the strategy updates its
+    round draws a task type and ``samples_per_round`` of its images, the method picks
+    the expert, that expert alone trains (Adam, cross-entropy), the method updates its
     state (gate step Eq. (9) and termination; SEED's class Gaussians) and every
     prediction is evaluated on every type's test images (`RoundRecords`).
 
@@ -294,8 +249,8 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
 
     Each replicate keeps everything a single-seed `run` has: its own seeded generators
     (a ``SeedSequence(seed)`` spawned into expert initialisation, draws and the gate
-    projection), experts, strategy state and records. Per round the cheap work (task
-    draw, the strategy's choice of the expert, bookkeeping, the gate step) loops over
+    projection), experts, method state and records. Per round the cheap work (task
+    draw, the method's choice of the expert, bookkeeping, the gate step) loops over
     the replicates; the expensive work is batched over them (**book choice**, so that a
     small per-task batch still fills a GPU):
 
@@ -322,7 +277,7 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     check_int("checkpoint_every", checkpoint_every, minimum=1)
     device = resolve_device(config.device)
     started = time.perf_counter()
-    N, T = stream.N, config.T
+    T = config.T
     identity = run_identity(config, seeds, stream) if checkpoint is not None else None
 
     with reproducible(config, device), _sigterm_raises():
@@ -331,67 +286,15 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
         t_done = 0
         if checkpoint is not None and os.path.exists(checkpoint):
             t_done = restore_checkpoint(checkpoint, identity, replicates)
-        # Logits and features of every expert on every type's test images; after a resume,
-        # of the restored experts. Only the trained expert's entry changes in a round. They
-        # come from the same code (one network, or stacked over the replicates) as in the
-        # rounds, so that a resumed run repeats an uninterrupted one bit for bit.
-        if len(replicates) == 1:
-            replicates[0].outputs = [test_outputs(model, tests) for model in replicates[0].models]
-        else:
-            for replicate in replicates:
-                replicate.outputs = [None] * config.M
-            for m in range(config.M):
-                for replicate, output in zip(replicates, test_outputs_stacked([r.models[m] for r in replicates], tests)):
-                    replicate.outputs[m] = output
+        _first_outputs(replicates, tests, config)
 
         bar = progress_bar(T, progress, initial=t_done)
         try:
             for t in range(t_done + 1, T + 1):
-                rounds = []
-                for rep in replicates:  # per replicate: draw the task, pick the expert, gather its training set
-                    rng = rep.rng
-                    n = int(rng.integers(N)) if config.task_order == "random" else (t - 1) % N
-                    task = stream[n]
-                    picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
-                                        replace=False)
-                    images, labels = task.train_images[picked], task.train_labels[picked]
-                    m, scores = rep.strategy.select(rep.state["strategy"], t, n, images, labels, rng, rep.embed)
-                    chosen = rep.strategy.training_set(rep.state["strategy"], t, n, picked, rng)
-                    if chosen:
-                        train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
-                        train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
-                    else:  # this round trains nothing (joint training between refits)
-                        train_x, train_y = images[:0], labels[:0]
-                    if rep.strategy.refit(rep.state["strategy"], t):
-                        rep.models[m].load_state_dict(rep.initial[m])
-                    locality = 0.0
-                    if config.method == "gate" and config.locality_signal != "change":  # before the expert trains
-                        locality = locality_signals(rep.models[m], train_x, train_y, device,
-                                                    which=(config.locality_signal,))[config.locality_signal]
-                    rounds.append((n, m, images, labels, scores, train_x, train_y, parameter_vector(rep.models[m]),
-                                   rep.strategy.distillation(rep.state["strategy"], m), locality))
-
-                trained = [rep.models[r[1]] for rep, r in zip(replicates, rounds)]
-                active = [k for k, r in enumerate(rounds) if len(r[6])]
-                train([trained[k] for k in active], [rounds[k][5] for k in active], [rounds[k][6] for k in active], config,
-                      [replicates[k].rng for k in active], device, distill=[rounds[k][8] for k in active])
-                outputs = [test_outputs(trained[0], tests)] if len(trained) == 1 else test_outputs_stacked(trained, tests)
-
-                for rep, (n, m, images, labels, scores, _, _, before, _, locality), model, output in zip(
-                        replicates, rounds, trained, outputs):
-                    change_norm = float(torch.linalg.vector_norm(parameter_vector(model) - before))
-                    if config.locality_signal == "change":
-                        locality = change_norm
-                    rep.outputs[m] = output
-                    records = rep.state["records"]
-                    if rep.strategy.after_training(rep.state["strategy"], t, n, m, images, labels, scores, locality,
-                                                   rep.embed):
-                        records.termination_round = t
-                    rep.state["seen"][n] = True
-                    records.tasks[t - 1], records.experts[t - 1] = n, m
-                    records.gate_values[t - 1], records.change_norm[t - 1] = scores, change_norm
-                    records.locality[t - 1] = locality
-                    _record_round(records, t - 1, rep.outputs, tests, rep.strategy, rep.state, config, rep.gate_inputs)
+                plans = [_plan_round(rep, config, stream, t, device) for rep in replicates]
+                trained, outputs = _train_selected(replicates, plans, config, device, tests)
+                for rep, plan, model, output in zip(replicates, plans, trained, outputs):
+                    _evaluate_and_record(rep, plan, t, model, output, tests, config)
                 bar.update(1)
                 if checkpoint is not None and (t % checkpoint_every == 0 or t == T):
                     save_checkpoint(checkpoint, identity, t, replicates)
@@ -403,52 +306,87 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     return [rep.state["records"] for rep in replicates]
 
 
-def _log_softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
-    return scores - np.log(np.sum(np.exp(scores), axis=1, keepdims=True))
+def _first_outputs(replicates: list, tests, config: DeepConfig) -> None:
+    """Logits and features of every expert on every type's test images; after a resume, of the
+    restored experts. Only the trained expert's entry changes in a round. They come from the
+    same code (one network, or stacked over the replicates) as in the rounds, so that a
+    resumed run repeats an uninterrupted one bit for bit."""
+    if len(replicates) == 1:
+        replicates[0].outputs = [test_outputs(model, tests) for model in replicates[0].models]
+        return
+    for replicate in replicates:
+        replicate.outputs = [None] * config.M
+    for m in range(config.M):
+        for replicate, output in zip(replicates, test_outputs_stacked([r.models[m] for r in replicates], tests)):
+            replicate.outputs[m] = output
 
 
-def _score(log_posterior: np.ndarray, candidates: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Cross-entropy and accuracy of a (n, C) log posterior over ``candidates`` against labels."""
-    position = np.searchsorted(candidates, labels)
-    rows = np.arange(len(labels))
-    loss = float(-np.mean(log_posterior[rows, position]))
-    accuracy = float(np.mean(candidates[np.argmax(log_posterior, axis=1)] == labels))
-    return loss, accuracy
+def _plan_round(rep: _Replicate, config: DeepConfig, stream, t: int, device) -> RoundPlan:
+    """Step 1, per replicate: draw the task and its samples, let the method pick the expert and
+    what it trains on, restart it if the method refits, and measure the locality signal."""
+    rng, method, state = rep.rng, rep.method, rep.state["method"]
+    n = int(rng.integers(stream.N)) if config.task_order == "random" else (t - 1) % stream.N
+    task = stream[n]
+    picked = rng.choice(len(task.train_labels), size=min(config.samples_per_round, len(task.train_labels)),
+                        replace=False)
+    images, labels = task.train_images[picked], task.train_labels[picked]
+    m, scores = method.select(state, t, n, images, labels, rng, rep.embed)
+    chosen = method.training_set(state, t, n, picked, rng)
+    if chosen:
+        train_x = np.concatenate([stream[k].train_images[idx] for k, idx in chosen.items()])
+        train_y = np.concatenate([stream[k].train_labels[idx] for k, idx in chosen.items()])
+    else:  # this round trains nothing (joint training between refits)
+        train_x, train_y = images[:0], labels[:0]
+    model = rep.models[m]
+    method.before_training(state, t, m, model)
+    locality = method.locality_before_training(
+        lambda which: locality_signals(model, train_x, train_y, device, which=which))
+    return RoundPlan(n, m, images, labels, scores, train_x, train_y, parameter_vector(model),
+                     method.distillation(state, m), locality)
 
 
-def _record_round(records, row, outputs, tests, strategy, state, config, gate_inputs) -> None:
-    """Fill round ``row`` of the tables (`RoundRecords`) from the experts' test outputs."""
+def _train_selected(replicates: list, plans: list, config: DeepConfig, device, tests) -> tuple[list, list]:
+    """Step 2: the selected expert of every replicate trained together (those with something to train
+    on), then evaluated on every type's test images; returns the experts and their test outputs."""
+    trained = [rep.models[plan.m] for rep, plan in zip(replicates, plans)]
+    active = [k for k, plan in enumerate(plans) if len(plan.train_y)]
+    train([trained[k] for k in active], [plans[k].train_x for k in active], [plans[k].train_y for k in active],
+          config, [replicates[k].rng for k in active], device, distill=[plans[k].distill for k in active])
+    outputs = [test_outputs(trained[0], tests)] if len(trained) == 1 else test_outputs_stacked(trained, tests)
+    return trained, outputs
+
+
+def _evaluate_and_record(rep: _Replicate, plan: RoundPlan, t: int, model, output, tests, config: DeepConfig) -> None:
+    """Step 3, per replicate: the expert's change, the method's bookkeeping (the gate's step and
+    termination, SEED's Gaussians) and the round's records."""
+    change_norm = float(torch.linalg.vector_norm(parameter_vector(model) - plan.before))
+    locality = change_norm if config.locality_signal == "change" else plan.locality
+    rep.outputs[plan.m] = output
+    records = rep.state["records"]
+    if rep.method.after_training(rep.state["method"], t, plan.n, plan.m, plan.images, plan.labels, plan.scores,
+                                 locality, rep.embed):
+        records.termination_round = t
+    rep.state["seen"][plan.n] = True
+    records.tasks[t - 1], records.experts[t - 1] = plan.n, plan.m
+    records.gate_values[t - 1], records.change_norm[t - 1] = plan.scores, change_norm
+    records.locality[t - 1] = locality
+    _record_round(records, t - 1, rep.outputs, tests, rep.method, rep.state)
+
+
+def _record_round(records, row, outputs, tests, method, state) -> None:
+    """Fill round ``row`` of the tables (`RoundRecords`) from the experts' test outputs: every
+    expert on every type (task-incremental), the method's own records, and the method's
+    class-incremental prediction over the classes seen so far."""
     M, N = len(outputs), len(tests)
     labels = [np.asarray(y.cpu()) for _, y in tests]
-    context = strategy.context
-    task_classes = context["outputs"]  # expert outputs of each type (its labels)
+    task_classes = method.context["outputs"]  # expert outputs of each type (its labels)
     for m in range(M):
         for n in range(N):
-            logits = outputs[m][n][0]
-            records.test_loss[row, m, n], records.test_accuracy[row, m, n] = _score(
-                _log_softmax(logits[:, task_classes[n]]), task_classes[n], labels[n])
-    strategy_state = state["strategy"]
-    if config.method == "gate":  # the expert the gate as it is now sends each type's test batch to
-        records.current_experts[row] = strategy.current_experts(strategy_state, gate_inputs)
-    if config.method == "seed":
-        features = [np.array([outputs[k][n][1] for k in range(M)]) for n in range(N)]
-        for n in range(N):
-            classes = context["class_index"](n, task_classes[n])
-            if strategy_state["fitted"][classes].all():
-                records.ensemble_loss[row, n], records.ensemble_accuracy[row, n] = _score(
-                    strategy.ensemble(strategy_state, features[n], classes), classes,
-                    context["class_index"](n, labels[n]))
+            records.test_loss[row, m, n], records.test_accuracy[row, m, n] = methods.score(
+                methods.logits_log_posterior(outputs[m][n][0], task_classes[n]), task_classes[n], labels[n])
+    method.record(records, row, state["method"], outputs, labels)
     if records.class_accuracy is not None:
         seen = np.unique(np.concatenate([task_classes[n] for n in np.flatnonzero(state["seen"])]))
         for n in np.flatnonzero(state["seen"]):
-            if config.method == "seed":
-                log_posterior = strategy.ensemble(strategy_state, features[n], seen)
-            else:
-                if config.method == "gate":  # route each test image by the gate, no noise (book choice)
-                    routed = strategy.route_images(strategy_state, gate_inputs[n])
-                else:
-                    routed = np.zeros(len(labels[n]), dtype=np.int64)
-                logits = np.stack([outputs[m][n][0] for m in range(M)])[routed, np.arange(len(routed))]
-                log_posterior = _log_softmax(logits[:, seen])
-            records.class_loss[row, n], records.class_accuracy[row, n] = _score(log_posterior, seen, labels[n])
+            log_posterior = method.class_log_posterior(state["method"], outputs, n, seen)
+            records.class_loss[row, n], records.class_accuracy[row, n] = methods.score(log_posterior, seen, labels[n])

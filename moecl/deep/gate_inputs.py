@@ -1,11 +1,13 @@
 """Gate inputs of the deep MoE and how well they tell task types apart (book chapter: deep experts).
 
 The deep gate is linear in the centred batch mean of a fixed per-image feature
-(``DeepConfig.gate_input``, `moecl.deep.engine.gate_map`). Its gate values are
+(``DeepConfig.gate_input``, `gate_map`). Its gate values are
 ``theta^(m)T xbar`` with ``theta^(m)`` a sum of earlier ``xbar``'s (Eq. (9)), so what
 the gate can learn is set by the Gram matrix of the task types' centred mean
 features: when they lie along one axis the gate can only order the types along it.
 
+* `gate_map`: the per-image feature of ``DeepConfig.gate_input`` whose centred batch mean
+  the gate sees (`gate_feature`: the ``"mean-image"`` input with a fixed centre);
 * `gradient_histogram`: a HOG-like per-image feature (orientation histograms of the
   grey image's gradient on a coarse grid), the ``"gradient-histogram"`` gate input;
 * `task_separation`: the measurement of the chapter: from batches of each type's
@@ -26,10 +28,78 @@ the batch means spreads them evenly.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._checks import check_int, check_real
+
+if TYPE_CHECKING:
+    from .config import DeepConfig
+
+
+def gate_feature(images: np.ndarray, centre: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    """The batch's mean flattened image minus ``centre``, times ``projection`` (gate_dim, C*H*W) if given.
+
+    The ``"mean-image"`` gate input with a fixed centre (`gate_map` is the general form).
+    """
+    xbar = images.reshape(len(images), -1).mean(axis=0, dtype=np.float64) - centre
+    return xbar if projection is None else projection @ xbar
+
+
+#: Default dimensions of the gate inputs that need one (``DeepConfig.gate_dim=None``).
+_DEFAULT_GATE_DIMS = {"colour-stats": 64, "random-features": 256}
+#: Width of the ``"gradient-histogram"`` gate input: 8 orientations on a 4 x 4 grid.
+_HISTOGRAM_DIM = 128
+
+
+def gate_map(config: DeepConfig, image_shape, seed_sequence):
+    """The per-image gate feature of ``config.gate_input``: a function (n, C, H, W) -> (n, d), float64.
+
+    The gate sees the mean of it over the task's batch, centred (`moecl.deep.methods.GateMethod`).
+    Everything random in it is fixed by ``seed_sequence`` (data-independent; nothing learned):
+
+    * ``"mean-image"``: the flattened image; with ``gate_dim``, ``P x`` for a Gaussian
+      ``P`` (gate_dim, D) scaled by ``1/sqrt(D)``;
+    * ``"colour-stats"``: per-channel mean and standard deviation of the image, then ``P x``
+      (gate_dim rows, default 64);
+    * ``"random-features"``: ``relu(P (x - 1/2) + b)``, gate_dim (default 256) random
+      ReLU features (``P`` as above times ``sqrt(2)``, ``b`` uniform in [-1/2, 1/2]):
+      their batch mean is an embedding of the batch's distribution, not only of its
+      mean image;
+    * ``"gradient-histogram"``: HOG-like orientation histograms of the grey image's
+      gradient, 8 orientations on a 4 x 4 grid, each image's scaled to norm ``sqrt(128)``
+      (`gradient_histogram`: blind to brightness and contrast);
+      with ``gate_dim``, ``P f`` for a Gaussian ``P`` (gate_dim, 128) scaled by
+      ``1/sqrt(128)``. Book chapter deep experts measures how well each input separates
+      the task types (`task_separation`).
+    """
+    dim = _HISTOGRAM_DIM if config.gate_input == "gradient-histogram" else int(np.prod(image_shape))
+    rng = np.random.default_rng(seed_sequence)
+    rows = config.gate_dim or _DEFAULT_GATE_DIMS.get(config.gate_input)
+    projection = None if rows is None else rng.standard_normal((rows, dim)) / math.sqrt(dim)
+    channels = image_shape[0]
+    if config.gate_input == "mean-image":
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            return flat if projection is None else flat @ projection.T
+    elif config.gate_input == "colour-stats":
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            per_channel = flat.reshape(len(images), channels, -1)
+            return np.concatenate([per_channel.mean(axis=2), per_channel.std(axis=2), flat @ projection.T], axis=1)
+    elif config.gate_input == "gradient-histogram":
+        def phi(images):
+            histogram = gradient_histogram(images)
+            return histogram if projection is None else histogram @ projection.T
+    else:
+        projection = projection * math.sqrt(2.0)
+        bias = rng.uniform(-0.5, 0.5, size=rows)
+
+        def phi(images):
+            flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+            return np.maximum((flat - 0.5) @ projection.T + bias, 0.0)
+    return phi
 
 
 def gradient_histogram(images: np.ndarray, orientations: int = 8, cells: int = 4) -> np.ndarray:
@@ -146,13 +216,11 @@ def task_separation(features, batch_size: int = 100, batches: int = 30, seed: in
 
 def stream_separation(config, stream, seed: int = 0, pool: int | None = 2000, batch_size: int = 100,
                       batches: int = 30, whiten: float | None = None) -> dict:
-    """`task_separation` of a task stream's types under ``config.gate_input`` (`moecl.deep.engine.gate_map`).
+    """`task_separation` of a task stream's types under ``config.gate_input`` (`gate_map`).
 
     The gate map's random parts and the draws are seeded by ``seed``; ``pool`` training
     images per type (``None``: all) are drawn before the features are computed.
     """
-    from .engine import gate_map  # the engine imports this module
-
     phi = gate_map(config, stream.image_shape, np.random.SeedSequence(seed))
     rng = np.random.default_rng(seed)
     features = []

@@ -1,9 +1,12 @@
-"""Expert-selection strategies of the deep runs: the paper's gate, SEED, fine-tuning, replay, joint training.
+"""The methods of the deep runs: the paper's gate, SEED, fine-tuning, replay, joint training.
 
-`moecl.deep.run` has one loop (draw a task, pick an expert, train it, evaluate);
-what differs between the methods it compares is how the expert is picked, what it
-trains on and how the ensemble predicts. Those pieces live here, one class per
-method, chosen by ``DeepConfig.method``:
+`moecl.deep.run` has one loop (plan the round, train the selected experts, evaluate and
+record); what differs between the methods it compares is a set of hooks the loop calls
+and never asks which method it has (`Method`): which expert a task goes to, what it
+trains on, whether it restarts (refits), its feature distillation, the locality signal,
+the bookkeeping after training, how the method predicts, and which optional records it
+fills. One class per method, registered in `METHOD_CLASSES` and chosen by
+``DeepConfig.method``; adding a method touches this module (and its tests) only:
 
 * ``"gate"`` - the paper's MoE: linear gate Eq. (1), noisy top-1 routing Eq. (2),
   gate step Eq. (9) on the locality and load-balancing losses Eq. (6)-(7), frozen by
@@ -32,8 +35,10 @@ method, chosen by ``DeepConfig.method``:
   its last fit. With ``joint_refit_every = T`` only the final row of its accuracy
   matrix is a joint fit (the form for long runs: one offline fit on everything).
 
-A strategy keeps its state in a plain dict (numpy arrays and numbers) so that the
-run's checkpoint can store it.
+A method keeps its state in a plain dict (numpy arrays and numbers) so that the
+run's checkpoint can store it; what it derives from the seed and the data at the start
+of a run (`Method.start`: the gate's features of the test images, joint training's
+initial weights) it keeps on itself, and a resumed run derives it again.
 """
 
 from __future__ import annotations
@@ -43,12 +48,6 @@ import math
 import numpy as np
 
 from .. import gate
-
-METHODS = ("gate", "seed", "finetune", "replay", "joint")
-
-#: Methods that train one network (M = 1).
-SINGLE_NETWORK_METHODS = ("finetune", "replay", "joint")
-
 
 # --------------------------------------------------------------------------- SEED's Gaussians
 
@@ -136,19 +135,56 @@ def bayes_ensemble_log_posterior(features: np.ndarray, mu: np.ndarray, var: np.n
     return score - np.log(np.sum(np.exp(score), axis=1, keepdims=True))
 
 
-# --------------------------------------------------------------------------- strategies
+# --------------------------------------------------------------------------- methods
 
 
-class Strategy:
-    """Base: the one network of fine-tuning (always expert 0), trained on the task's samples."""
+def _log_softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    return scores - np.log(np.sum(np.exp(scores), axis=1, keepdims=True))
 
+
+def score(log_posterior: np.ndarray, candidates: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Cross-entropy and accuracy of a (n, C) log posterior over ``candidates`` against labels."""
+    position = np.searchsorted(candidates, labels)
+    rows = np.arange(len(labels))
+    loss = float(-np.mean(log_posterior[rows, position]))
+    accuracy = float(np.mean(candidates[np.argmax(log_posterior, axis=1)] == labels))
+    return loss, accuracy
+
+
+def logits_log_posterior(logits: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The log posterior (n, C) over ``classes`` of one network's logits (n, outputs)."""
+    return _log_softmax(logits[:, classes])
+
+
+class Method:
+    """A method of the deep loop, as the hooks the loop calls; the defaults are fine-tuning's.
+
+    Per round the loop calls, per replicate: `select` (the expert and its selection scores),
+    `training_set` (what it trains on), `before_training` (a refit restarts it),
+    `locality_before_training` and `distillation`; then it trains the selected experts of
+    every replicate together and calls `after_training` (bookkeeping; True when the gate
+    terminates) and `record` (the optional records, `optional_records`, and the
+    ``current_experts`` record) and `class_log_posterior` (the class-incremental prediction).
+    `start` runs once per run, after the experts are made.
+    """
+
+    #: ``DeepConfig.method`` of the class.
     name = "finetune"
+    #: Whether the method trains one network (``M`` must be 1).
+    single_network = True
+    #: `moecl.deep.RoundRecords` fields (T, N) the method fills (NaN until it does; the others stay ``None``).
+    optional_records: tuple = ()
 
     def __init__(self, config, stream, context):
         self.config, self.stream, self.context = config, stream, context
 
     def initial_state(self) -> dict:
         return {}
+
+    def start(self, models, tests) -> None:
+        """Once per run, after the experts are made: keep what the method derives from them and the
+        test sets (``tests``: (images, labels) per type). Not stored in checkpoints: derived again."""
 
     def select(self, state, t, n, images, labels, rng, embed):
         """(expert m_t, selection scores (M,)) for round t's task of type n."""
@@ -162,6 +198,15 @@ class Strategy:
         """True when the selected expert restarts from its initial weights before training."""
         return False
 
+    def before_training(self, state, t, m, model) -> None:
+        """Before expert ``m`` (``model``) trains in round t: nothing (joint training restarts it)."""
+
+    def locality_before_training(self, measure) -> float:
+        """The locality signal of Eq. (6) measured before the expert trains (0: none; the gate's).
+        ``measure(which)``: the signals ``which`` of the selected expert on its training batch
+        (`moecl.deep.training.locality_signals`)."""
+        return 0.0
+
     def distillation(self, state, m) -> float:
         """Weight of the feature distillation towards the expert's previous version (0: none)."""
         return 0.0
@@ -174,17 +219,34 @@ class Strategy:
         """The expert the method answers each task type with now, (N,) (one network: 0)."""
         return np.zeros(len(type_features), dtype=np.int64)
 
+    def record(self, records, row, state, outputs, labels) -> None:
+        """Fill the method's records of round ``row`` beyond every method's (`optional_records`,
+        ``current_experts``) from the experts' test outputs ``outputs[m][n]`` = (logits, features)
+        and each type's test labels."""
 
-class GateStrategy(Strategy):
+    def class_log_posterior(self, state, outputs, n, seen) -> np.ndarray:
+        """The method's class-incremental log posterior (images, len(seen)) over the classes ``seen``
+        on type n's test images: one network's logits."""
+        return logits_log_posterior(outputs[0][n][0], seen)
+
+
+class FineTuneMethod(Method):
+    """Fine-tuning: one network (expert 0) trained on every task in turn (lower reference)."""
+
+    name = "finetune"
+
+
+class GateMethod(Method):
     """The paper's gate: Eq. (1)-(3) routing, Eq. (6)-(9) training, termination after T1.
 
     The gate sees the batch mean of a fixed per-image feature (``DeepConfig.gate_input``,
-    `moecl.deep.engine.gate_map`), centred (``DeepConfig.gate_centring = "running"``) by
+    `moecl.deep.gate_inputs.gate_map`), centred (``DeepConfig.gate_centring = "running"``) by
     the running mean of the batch features of every round so far, this one included:
     only data already seen (book choice).
     """
 
     name = "gate"
+    single_network = False
 
     def initial_state(self):
         M, d = self.config.M, self.context["gate_dim"]
@@ -192,6 +254,10 @@ class GateStrategy(Strategy):
                 "flags": gate.TERMINATION_RULES[self.config.termination].initial_flags((M,)),
                 "training": True, "routed": np.zeros(M), "xbar": None,
                 "centre_sum": np.zeros(d), "centre_count": 0}
+
+    def start(self, models, tests):
+        """The per-image gate features of every type's test images (for `current_experts` and routing)."""
+        self.test_features = [self.context["gate_map"](np.asarray(x.cpu())) for x, _ in tests]
 
     def centre(self, state) -> np.ndarray:
         if self.config.gate_centring == "none" or state["centre_count"] == 0:
@@ -207,6 +273,12 @@ class GateStrategy(Strategy):
         m = int(gate.route(h, self.config.lambda_ * rng.random(self.config.M)))  # Eq. (2)
         state["xbar"] = xbar
         return m, h
+
+    def locality_before_training(self, measure):
+        """``DeepConfig.locality_signal`` of the selected expert on the task's batch, before it trains
+        (``"change"``, the parameter change, is measured after; the loop takes it then)."""
+        signal = self.config.locality_signal
+        return 0.0 if signal == "change" else measure((signal,))[signal]
 
     def after_training(self, state, t, n, m, images, labels, scores, change_norm, embed):
         config, h, xbar = self.config, scores, state["xbar"]
@@ -232,11 +304,23 @@ class GateStrategy(Strategy):
         xbar = np.array([f.mean(axis=0) for f in type_features]) - self.centre(state)
         return np.argmax(xbar @ state["theta"].T, axis=1)
 
+    def record(self, records, row, state, outputs, labels):
+        """The expert the gate as it is now sends each type's test batch to."""
+        records.current_experts[row] = self.current_experts(state, self.test_features)
 
-class SeedStrategy(Strategy):
+    def class_log_posterior(self, state, outputs, n, seen):
+        """Each test image routed by the gate, no noise (book choice), and scored by its expert."""
+        routed = self.route_images(state, self.test_features[n])
+        logits = np.stack([outputs[m][n][0] for m in range(len(outputs))])[routed, np.arange(len(routed))]
+        return logits_log_posterior(logits, seen)
+
+
+class SeedMethod(Method):
     """SEED: KL-based choice of the expert to fine-tune, Gaussians per class, Bayes ensemble."""
 
     name = "seed"
+    single_network = False
+    optional_records = ("ensemble_loss", "ensemble_accuracy")
 
     def initial_state(self):
         M, C, D = self.config.M, self.context["num_classes"], self.context["feature_dim"]
@@ -282,8 +366,24 @@ class SeedStrategy(Strategy):
             np.asarray(features)[trained], state["mu"][np.ix_(trained, classes)],
             state["var"][np.ix_(trained, classes)], state["fitted_pairs"][np.ix_(trained, classes)])
 
+    @staticmethod
+    def _features(outputs, n) -> np.ndarray:
+        return np.array([outputs[k][n][1] for k in range(len(outputs))])
 
-class ReplayStrategy(Strategy):
+    def record(self, records, row, state, outputs, labels):
+        """The Bayes ensemble over each type's classes, once every one of them has been fitted."""
+        class_index, task_classes = self.context["class_index"], self.context["outputs"]
+        for n in range(len(labels)):
+            classes = class_index(n, task_classes[n])
+            if state["fitted"][classes].all():
+                records.ensemble_loss[row, n], records.ensemble_accuracy[row, n] = score(
+                    self.ensemble(state, self._features(outputs, n), classes), classes, class_index(n, labels[n]))
+
+    def class_log_posterior(self, state, outputs, n, seen):
+        return self.ensemble(state, self._features(outputs, n), seen)
+
+
+class ReplayMethod(Method):
     """Bounded experience replay of every task type seen so far (see the module docstring)."""
 
     name = "replay"
@@ -304,13 +404,17 @@ class ReplayStrategy(Strategy):
         return chosen
 
 
-class JointStrategy(Strategy):
+class JointMethod(Method):
     """Joint training: one network refit from scratch, offline, on every sample drawn so far."""
 
     name = "joint"
 
     def initial_state(self):
         return {"seen": {}}
+
+    def start(self, models, tests):
+        """The initial weights, which every refit restarts from."""
+        self.initial = [{k: v.detach().clone() for k, v in model.state_dict().items()} for model in models]
 
     def _refit_round(self, t) -> bool:
         return t % self.config.joint_refit_every == 0 or t == self.config.T
@@ -323,13 +427,23 @@ class JointStrategy(Strategy):
     def refit(self, state, t):
         return self._refit_round(t)
 
+    def before_training(self, state, t, m, model):
+        if self.refit(state, t):
+            model.load_state_dict(self.initial[m])
 
-STRATEGIES = {"gate": GateStrategy, "seed": SeedStrategy, "finetune": Strategy, "replay": ReplayStrategy,
-              "joint": JointStrategy}
+
+#: The registered methods, by ``DeepConfig.method``, in the book's order.
+METHOD_CLASSES = {cls.name: cls for cls in (GateMethod, SeedMethod, FineTuneMethod, ReplayMethod, JointMethod)}
+
+#: The names of the methods (``DeepConfig.method``).
+METHODS = tuple(METHOD_CLASSES)
+
+#: Methods that train one network (M = 1).
+SINGLE_NETWORK_METHODS = tuple(name for name, cls in METHOD_CLASSES.items() if cls.single_network)
 
 
-def make_strategy(config, stream, context) -> Strategy:
-    """The strategy object of ``config.method``."""
-    if config.method not in STRATEGIES:
+def make_method(config, stream, context) -> Method:
+    """The method object of ``config.method``."""
+    if config.method not in METHOD_CLASSES:
         raise ValueError(f"method={config.method!r} is not one of {METHODS}")
-    return STRATEGIES[config.method](config, stream, context)
+    return METHOD_CLASSES[config.method](config, stream, context)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 
 #: Largest image (pixels) the loaders decode: Tiny ImageNet's are 64 x 64, so a larger one is
 #: a damaged or hostile file (a decompression bomb), refused before it is decoded.
@@ -29,10 +31,6 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 #: Largest IDX payload (values) accepted: the MNIST training images hold 47 million; a
 #: header promising more is corrupt, and the gzip stream is never decompressed past it.
 MAX_IDX_VALUES = 2**28
-
-
-class DataError(ValueError):
-    """A data file that is corrupt, truncated or implausible (the message names the path)."""
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -125,8 +126,6 @@ _STREAM_CACHE: dict = {}
 
 def _stream_of(recipe: tuple):
     """The stream of ``recipe`` (name, seed, classes), built once per process and data directory."""
-    import os
-
     key = (recipe, os.environ.get("MOECL_DATA"))
     if key not in _STREAM_CACHE:
         _STREAM_CACHE.clear()  # one stream at a time: a stream holds its images
@@ -185,6 +184,9 @@ def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
     "per seed in both scenarios and under both scoring rules; resumable (--scale long: T = 200, 10 seeds)",
     owns={name: "deep-methods sweeps it per method" for name in _DEEP_OWNED},
     presets=DEEP_SCALES,
+    device=True,
+    needs_data=True,
+    checkpoints=True,
 )
 def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False, rounds=None, overrides=None):
     """The deep comparison of book/seed.md and book/deep.md from the command line.
@@ -217,8 +219,57 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     after each round; at the ``ci`` scale also ``<label>/<scenario>/accuracy_matrix``
     (R, T, T); ``<label>/termination_round`` (R,) and ``<label>/concentration`` (R,).
     """
-    import os
+    from .. import deep
 
+    settings = _parse_settings(scale, seed, replicates, rounds, overrides)
+    started = time.perf_counter()
+    stream, base, T = _build_stream(settings)
+    pieces = _plan_pieces(settings, base)
+    done = _run_pieces(pieces, progress)
+    by_label = {label: [] for label in settings.labels}
+    wall_times: dict = {}
+    for piece in pieces:
+        records, seconds = done[piece.number]
+        by_label[piece.label].extend(records)
+        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    scenarios = [s for s in deep.SCENARIOS if s == "task" or stream.scenario == "class"]
+    arrays, docs = _summarise(by_label, scenarios, T, scale)
+    configs = {label: dataclasses.asdict(config) for label, config in _method_configs(settings, base).items()}
+    header = make_header(
+        "deep-methods", scale, settings.seed, settings.R, time.perf_counter() - started,
+        description=EXPERIMENTS["deep-methods"].description,
+        rounds=T, labels=list(settings.labels), configs=configs, stream=settings.stream, source=stream.source,
+        seeds=settings.seeds, seeds_per_piece=settings.per_piece, simulation_wall_times=wall_times, arrays=docs,
+        scenarios=scenarios + ["task-current"],
+    )
+    return header, arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepSettings:
+    """What a ``deep-methods`` call asks for, checked (`_parse_settings`): scale, seeds, rounds, the stream,
+    the methods (label -> spec of `DEEP_METHODS`), the `moecl.deep.DeepConfig` fields of every method, the
+    seeds per piece and the checkpoint folder."""
+
+    scale: str
+    seed: int
+    R: int
+    T: int
+    rounds_given: bool
+    stream: str
+    classes: int
+    labels: dict
+    fields: dict
+    per_piece: int
+    checkpoint: str | None
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + k for k in range(self.R)]
+
+
+def _parse_settings(scale: str, seed, replicates, rounds, overrides) -> DeepSettings:
+    """Step 1: the overrides checked and split into the experiment's own keys and DeepConfig fields."""
     from .. import deep
 
     if scale not in DEEP_SCALES:
@@ -260,65 +311,88 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
         if unknown or not wanted:
             raise ValueError(f"methods={chosen!r}: choose labels of the {scale} preset from {', '.join(labels)}")
         labels = {label: spec for label, spec in labels.items() if label in wanted}
-    started = time.perf_counter()
     fields = dict(T=T, task_order="cyclic" if scale == "ci" else "random", samples_per_round=100, epochs=5,
                   batch_size=20, lr=5e-3, width=8, test_samples=None, device="cpu")
     fields.update(_DEEP_STREAM_SETTINGS[stream_name][1].get(scale, {}))
     if scale != "ci":
         fields["joint_refit_every"] = T
     fields.update(overrides)
-    base = deep.DeepConfig(**fields)  # checks the overrides before any data is read
-    if stream_name == "digits-1v" and scale == "ci":
+    return DeepSettings(scale, seed, R, T, rounds is not None, stream_name, classes, labels, fields, per_piece,
+                        checkpoint)
+
+
+def _build_stream(settings: DeepSettings) -> tuple:
+    """Step 2: the base configuration (checked before any data is read), the stream, and the rounds
+    (the ``ci`` preset cycles twice through a stream of any N); refuses a long run too short for T1."""
+    from .. import deep
+
+    base = deep.DeepConfig(**settings.fields)  # checks the overrides before any data is read
+    if settings.stream == "digits-1v" and settings.scale == "ci":
         raise ValueError("stream='digits-1v' runs at the long or paper scale (random task order, T >= 5 T1)")
     try:
-        stream = _deep_stream(stream_name, seed, classes)
+        stream = _deep_stream(settings.stream, settings.seed, settings.classes)
     except FileNotFoundError as error:  # a stream whose data is absent is a value this run cannot take
-        raise ValueError(f"stream={stream_name!r} needs data that is not in the data directory ({error}); "
+        raise ValueError(f"stream={settings.stream!r} needs data that is not in the data directory ({error}); "
                          f"set MOECL_DATA to a folder that has it (data_scripts/download.py)") from error
-    if scale == "ci" and rounds is None and stream.N != 5:  # the preset's cycles through a stream of N tasks
-        T = preset.rounds // 5 * stream.N
+    T = settings.T
+    if settings.scale == "ci" and not settings.rounds_given and stream.N != 5:
+        T = DEEP_SCALES["ci"].rounds // 5 * stream.N
         base = base.replace(T=T)
-    if scale != "ci":
-        largest = max(spec[1] for spec in labels.values())
+    if settings.scale != "ci":
+        largest = max(spec[1] for spec in settings.labels.values())
         T1 = base.replace(M=largest).T1
         if T < MIN_ROUNDS_PER_T1 * T1:
-            raise ValueError(f"T={T} is too short to test termination: the {scale} scale needs T >= "
+            raise ValueError(f"T={T} is too short to test termination: the {settings.scale} scale needs T >= "
                              f"{MIN_ROUNDS_PER_T1} x T1 = {MIN_ROUNDS_PER_T1 * T1} (T1 = {T1} for M = {largest})")
-    scenarios = [s for s in deep.SCENARIOS if s == "task" or stream.scenario == "class"]
-    arrays, docs, configs, wall_times = {}, {}, {}, {}
-    seeds = [seed + k for k in range(R)]
+    _STREAM_CACHE.clear()
+    _STREAM_CACHE[((settings.stream, settings.seed, settings.classes), os.environ.get("MOECL_DATA"))] = stream
+    return stream, base, T
+
+
+def _method_configs(settings: DeepSettings, base) -> dict:
+    """Each method label's `moecl.deep.DeepConfig`: the base with the method, M and termination of its spec."""
+    return {label: base.replace(method=spec[0], M=spec[1], **({"termination": spec[2]} if len(spec) > 2 else {}))
+            for label, spec in settings.labels.items()}
+
+
+def _plan_pieces(settings: DeepSettings, base) -> list[DeepPiece]:
+    """Step 3: each method's seeds cut into pieces of ``seeds_per_piece``, each with its checkpoint file."""
     import torch
 
     threads = torch.get_num_threads()
+    seeds, per_piece, checkpoint = settings.seeds, settings.per_piece, settings.checkpoint
+    recipe = (settings.stream, settings.seed, settings.classes)
     pieces = []
-    for label, spec in labels.items():
-        method, M = spec[0], spec[1]
-        config = base.replace(method=method, M=M, **({"termination": spec[2]} if len(spec) > 2 else {}))
-        configs[label] = dataclasses.asdict(config)
-        chunks = [tuple(seeds[i:i + per_piece]) for i in range(0, R, per_piece)]
+    for label, config in _method_configs(settings, base).items():
+        chunks = [tuple(seeds[i:i + per_piece]) for i in range(0, settings.R, per_piece)]
         for chunk in chunks:
             path = None
             if checkpoint is not None:
                 os.makedirs(checkpoint, exist_ok=True)
                 name = label if len(chunks) == 1 else f"{label}-seeds{chunk[0]}-{chunk[-1]}"
                 path = os.path.join(checkpoint, f"{name}.safetensors")
-            pieces.append(DeepPiece(len(pieces), label, config, (stream_name, seed, classes), chunk, path, threads))
-    _STREAM_CACHE.clear()
-    _STREAM_CACHE[((stream_name, seed, classes), os.environ.get("MOECL_DATA"))] = stream  # built above
+            pieces.append(DeepPiece(len(pieces), label, config, recipe, chunk, path, threads))
+    return pieces
+
+
+def _run_pieces(pieces: list, progress: bool) -> dict:
+    """Step 4: the pieces in this process, in order, or on the executor of `moecl.sweep.using`."""
     executor, _ = sweep.current()
-    if executor is None:
-        done = {}
-        for piece in pieces:  # in order, each with its progress bar
-            if progress:
-                print(f"[{piece.number + 1}/{len(pieces)}] {piece.describe()}", file=sys.stderr, flush=True)
-            done[piece.number] = run_deep_piece(piece, progress)
-    else:
-        done = sweep.run_pieces(pieces, executor, progress, function=run_deep_piece)
-    by_label = {label: [] for label in labels}
-    for piece in pieces:
-        records, seconds = done[piece.number]
-        by_label[piece.label].extend(records)
-        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    if executor is not None:
+        return sweep.run_pieces(pieces, executor, progress, function=run_deep_piece)
+    done = {}
+    for piece in pieces:  # in order, each with its progress bar
+        if progress:
+            print(f"[{piece.number + 1}/{len(pieces)}] {piece.describe()}", file=sys.stderr, flush=True)
+        done[piece.number] = run_deep_piece(piece, progress)
+    return done
+
+
+def _summarise(by_label: dict, scenarios: list, T: int, scale: str) -> tuple[dict, dict]:
+    """Step 5: the arrays of the results file (and their documentation) from each method's records."""
+    from .. import deep
+
+    arrays, docs = {}, {}
     for label, records in by_label.items():
         arrays[f"{label}/termination_round"] = np.array([r.termination_round for r in records])
         arrays[f"{label}/concentration"] = np.array([deep.summarise(r)["concentration"] for r in records])
@@ -343,14 +417,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     docs["<label>/concentration"] = "per seed, (R,): routing concentration over all rounds"
     docs["<label>/tasks"] = "per seed, (R, T): the task type of each round (the routing history, with experts)"
     docs["<label>/experts"] = "per seed, (R, T): the expert each round trained (moecl.metrics.routing_counts)"
-    header = make_header(
-        "deep-methods", scale, seed, R, time.perf_counter() - started,
-        description=EXPERIMENTS["deep-methods"].description,
-        rounds=T, labels=list(labels), configs=configs, stream=stream_name, source=stream.source,
-        seeds=seeds, seeds_per_piece=per_piece, simulation_wall_times=wall_times, arrays=docs,
-        scenarios=scenarios + ["task-current"],
-    )
-    return header, arrays
+    return arrays, docs
 
 
 # deep-methods takes --set T=... (its presets' T is a default, checked against T1); the registry owns T

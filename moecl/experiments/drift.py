@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..algorithm import SimulationResult
+from ..records import SimulationResult
 from .recorder import Recorder
 from .registry import Scale, experiment, own_scale
 

@@ -7,8 +7,9 @@ import time
 
 import numpy as np
 
-from ..algorithm import BATCHABLE_FIELDS, SimulationResult, record_bytes_per_round, simulate, simulate_many
-from .. import limits
+from .. import limits, sweep
+from ..records import SimulationResult
+from ..simulation import simulate, simulate_many
 from ..config import Config
 from ..dynamics import purity_windows
 from ..metrics import routing_purity
@@ -21,8 +22,9 @@ from .registry import resolve_scale
 PURITY_WINDOWS = 10
 
 
-#: Memory budget of one batch of `Recorder.simulate_batched` (per-round records), bytes.
-BATCH_BYTES = 4e8
+#: Memory budget of one batch of `Recorder.simulate_batched` (per-round records), bytes: the sweep's
+#: (`moecl.sweep.PIECE_BYTES`; the batches are cut by `moecl.sweep.batches`).
+BATCH_BYTES = sweep.PIECE_BYTES
 
 
 class Recorder:
@@ -84,37 +86,31 @@ class Recorder:
         return results
 
     def simulate_batched(self, settings: list, budget_bytes: float = BATCH_BYTES):
-        """Simulate many settings with `moecl.algorithm.simulate_many`; yield (label, result, extra).
+        """Simulate many settings with `moecl.simulate_many`; yield (label, result, extra).
 
         ``settings``: a list of ``(label, config, extra)``. All are registered first, in
         the given order (the order of the header's labels); settings that differ only in
-        `moecl.algorithm.BATCHABLE_FIELDS` run together, in batches whose per-round records
-        stay within ``budget_bytes``. Results are yielded batch by batch, so only one
-        batch is held at a time; each setting's wall time is its share of its batch's.
+        `moecl.records.BATCHABLE_FIELDS` run together, in batches whose records stay within
+        ``budget_bytes`` (`moecl.sweep.batches`, the grouping the sweep's pieces use). Results
+        are yielded batch by batch, so only one batch is held at a time; each setting's wall
+        time is its share of its batch's.
         """
         runs = [(label, self.register(label, config), extra) for label, config, extra in settings]
-        groups: dict = {}
-        for item in runs:
-            key = tuple(sorted((k, v) for k, v in item[1].as_dict().items() if k not in BATCHABLE_FIELDS))
-            groups.setdefault(key, []).append(item)
         done = 0
-        for items in groups.values():
-            config = items[0][1]
-            per_setting = self.R * config.T * record_bytes_per_round(config)
-            size = max(1, int(budget_bytes // per_setting))
-            for first in range(0, len(items), size):
-                chunk = items[first:first + size]
-                done += len(chunk)
-                if self.progress:
-                    print(f"[{done}/{len(runs)}] {len(chunk)} settings, M={config.M}, "
-                          f"termination={config.termination}", file=sys.stderr, flush=True)
-                configs = [c for _, c, _ in chunk]
-                limits.check_memory(config, self.R, configs=len(configs))
-                results = self._guarded(configs, lambda: simulate_many(configs, replicates=self.R, seed=self.seed,
-                                                                       progress=self.progress))
-                for (label, _, extra), result in zip(chunk, results):
-                    self.wall_times[label] = round(result.wall_time / len(chunk), 3)
-                    yield label, result, extra
+        for positions in sweep.batches([config for _, config, _ in runs], self.R, budget_bytes):
+            chunk = [runs[p] for p in positions]
+            config = chunk[0][1]
+            done += len(chunk)
+            if self.progress:
+                print(f"[{done}/{len(runs)}] {len(chunk)} settings, M={config.M}, "
+                      f"termination={config.termination}", file=sys.stderr, flush=True)
+            configs = [c for _, c, _ in chunk]
+            limits.check_memory(config, self.R, configs=len(configs))
+            results = self._guarded(configs, lambda: simulate_many(configs, replicates=self.R, seed=self.seed,
+                                                                   progress=self.progress))
+            for (label, _, extra), result in zip(chunk, results):
+                self.wall_times[label] = round(result.wall_time / len(chunk), 3)
+                yield label, result, extra
 
     def add(self, key: str, value, doc: str) -> None:
         self.arrays[key] = np.asarray(value)

@@ -34,13 +34,24 @@ SCALES = {"ci": Scale(replicates=40, rounds=300), "paper": Scale(replicates=500,
 @dataclass(frozen=True)
 class Experiment:
     """A registered experiment: its name, a one-line description, the function, the fields it
-    owns (``{field: why}``, not overridable) and its size presets (``None``: `SCALES`)."""
+    owns (``{field: why}``, not overridable), its size presets (``None``: `SCALES`) and the
+    traits the command line asks of it (`moecl.cli`):
+
+    * ``device``: it trains on a torch device and takes ``--device`` (the deep experiments);
+      the others run on numpy;
+    * ``needs_data``: it reads a data set, so the data directory is checked before it runs;
+    * ``checkpoints``: it takes ``overrides["checkpoint"]``, a folder it writes checkpoints
+      to as it runs and resumes from (the command line passes ``<results file>.ckpt``).
+    """
 
     name: str
     description: str
     function: Callable
     owns: dict = field(default_factory=dict)
     presets: dict | None = None
+    device: bool = False
+    needs_data: bool = False
+    checkpoints: bool = False
 
     def preset(self, scale: str):
         """The size preset (``replicates``, ``rounds``) of ``scale``, or None for an unknown scale."""
@@ -55,11 +66,13 @@ EXPERIMENTS: dict[str, Experiment] = {}
 ROUNDS_OWNER = "its scale sets the rounds (--scale)"
 
 
-def experiment(name: str, description: str, owns=None, presets=None):
+def experiment(name: str, description: str, owns=None, presets=None, device: bool = False,
+               needs_data: bool = False, checkpoints: bool = False):
     """Decorator registering an experiment function under ``name``.
 
     ``owns``: ``{field: why}`` (or a sequence of fields) that the experiment sweeps or
     fixes; ``T`` is always owned. ``presets``: its own size presets (default `SCALES`).
+    ``device``, ``needs_data``, ``checkpoints``: its traits (`Experiment`).
     """
     owned = {"T": ROUNDS_OWNER}
     if isinstance(owns, dict):
@@ -70,7 +83,8 @@ def experiment(name: str, description: str, owns=None, presets=None):
     def register(function):
         if name in EXPERIMENTS:
             raise ValueError(f"experiment {name!r} is registered twice")
-        EXPERIMENTS[name] = Experiment(name, description, function, owned, presets)
+        EXPERIMENTS[name] = Experiment(name, description, function, owned, presets, device=device,
+                                       needs_data=needs_data, checkpoints=checkpoints)
         return function
 
     return register

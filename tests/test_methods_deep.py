@@ -7,7 +7,7 @@ import pytest
 
 from moecl import deep, metrics
 from moecl.deep import datasets, training
-from moecl.deep import methods as sd
+from moecl.deep import methods
 from small_runs import split_digits_stream, tiny
 
 
@@ -16,10 +16,10 @@ from small_runs import split_digits_stream, tiny
 
 def test_symmetric_kl_by_hand():
     # p = N(0, 1), q = N(1, 2): KL(p||q) = (1/2 + 1/2 - 1 + ln 2)/2, KL(q||p) = (2 + 1 - 1 - ln 2)/2; sum = 1.
-    assert sd.symmetric_kl([0.0], [1.0], [1.0], [2.0]) == pytest.approx(1.0)
-    assert sd.symmetric_kl([0.3, -1.0], [0.5, 2.0], [0.3, -1.0], [0.5, 2.0]) == pytest.approx(0.0)
+    assert methods.symmetric_kl([0.0], [1.0], [1.0], [2.0]) == pytest.approx(1.0)
+    assert methods.symmetric_kl([0.3, -1.0], [0.5, 2.0], [0.3, -1.0], [0.5, 2.0]) == pytest.approx(0.0)
     # Two dimensions add.
-    assert sd.symmetric_kl([0.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 1.0]) == pytest.approx(1.0 + 4.0)
+    assert methods.symmetric_kl([0.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 1.0]) == pytest.approx(1.0 + 4.0)
 
 
 def test_kl_rule_picks_the_expert_that_separates_the_classes():
@@ -28,13 +28,13 @@ def test_kl_rule_picks_the_expert_that_separates_the_classes():
     means = {0: [[0, 0], [0.1, 0], [0, 0.1]], 1: [[0, 0], [3, 0], [0, 3]], 2: [[0, 0], [1, 0], [0, 1]]}
     mu = np.array([means[m] for m in range(3)], dtype=float)
     var = np.ones_like(mu)
-    scores = sd.kl_scores(mu, var)
+    scores = methods.kl_scores(mu, var)
     # Unit variances: KL_sym = |mu_i - mu_j|^2, so expert 1's mean over the three pairs is (9 + 9 + 18) / 3.
     np.testing.assert_allclose(scores, [(0.01 + 0.01 + 0.02) / 3, 12.0, 4 / 3])
     assert int(np.argmax(scores)) == 1
     # Wide variances in expert 1 make its classes overlap: the rule moves to expert 2.
     var[1] = 100.0
-    assert int(np.argmax(sd.kl_scores(mu, var))) == 2
+    assert int(np.argmax(methods.kl_scores(mu, var))) == 2
 
 
 def test_bayes_ensemble_by_hand():
@@ -49,25 +49,25 @@ def test_bayes_ensemble_by_hand():
     score = [(log_normal(0.5, 0.0, 1.0) + log_normal(2.0, 2.0, 1.0)) / 2,
              (log_normal(0.5, 1.0, 1.0) + log_normal(2.0, 0.0, 4.0)) / 2]
     expected = np.array(score) - math.log(math.exp(score[0]) + math.exp(score[1]))
-    np.testing.assert_allclose(sd.bayes_ensemble_log_posterior(features, mu, var)[0], expected)
-    np.testing.assert_allclose(np.exp(sd.bayes_ensemble_log_posterior(features, mu, var)).sum(axis=1), 1.0)
+    np.testing.assert_allclose(methods.bayes_ensemble_log_posterior(features, mu, var)[0], expected)
+    np.testing.assert_allclose(np.exp(methods.bayes_ensemble_log_posterior(features, mu, var)).sum(axis=1), 1.0)
 
 
 def test_fit_gaussian_shrinks_the_variance():
     features = np.array([[0.0, 1.0], [2.0, 1.0]])  # per-dimension variances 1 and 0
-    mean, var = sd.fit_gaussian(features, shrinkage=0.5)
+    mean, var = methods.fit_gaussian(features, shrinkage=0.5)
     np.testing.assert_allclose(mean, [1.0, 1.0])
     np.testing.assert_allclose(var, [0.5 * 1 + 0.5 * 0.5 + 1e-4, 0.5 * 0 + 0.5 * 0.5 + 1e-4])
 
 
 def test_replay_training_set_covers_every_type_seen():
     config = deep.DeepConfig(M=1, method="replay", device="cpu")
-    strategy = sd.make_strategy(config, None, {})
-    state = strategy.initial_state()
+    method = methods.make_method(config, None, {})
+    state = method.initial_state()
     rng = np.random.default_rng(0)
-    first = strategy.training_set(state, 1, 2, np.array([5, 6, 7]), rng)
+    first = method.training_set(state, 1, 2, np.array([5, 6, 7]), rng)
     assert list(first) == [2]
-    second = strategy.training_set(state, 2, 0, np.array([1, 2]), rng)
+    second = method.training_set(state, 2, 0, np.array([1, 2]), rng)
     assert sorted(second) == [0, 2] and len(second[2]) == 2 and set(second[2]) <= {5, 6, 7}
     np.testing.assert_array_equal(second[0], [1, 2])
 
@@ -196,13 +196,13 @@ def test_bad_config(changes, message):
 
 def test_bad_gaussians():
     with pytest.raises(ValueError, match="k=1"):
-        sd.kl_scores(np.zeros((2, 1, 3)), np.ones((2, 1, 3)))
+        methods.kl_scores(np.zeros((2, 1, 3)), np.ones((2, 1, 3)))
     with pytest.raises(ValueError, match=r"\(M, k, D\)"):
-        sd.kl_scores(np.zeros((2, 3)), np.ones((2, 3)))
+        methods.kl_scores(np.zeros((2, 3)), np.ones((2, 3)))
     with pytest.raises(ValueError, match="var must be positive"):
-        sd.kl_scores(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
+        methods.kl_scores(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
     with pytest.raises(ValueError, match=r"\(M, n, D\)"):
-        sd.bayes_ensemble_log_posterior(np.zeros((2, 4, 3)), np.zeros((3, 2, 3)), np.ones((3, 2, 3)))
+        methods.bayes_ensemble_log_posterior(np.zeros((2, 4, 3)), np.zeros((3, 2, 3)), np.ones((3, 2, 3)))
 
 
 def test_training_loss_is_masked_to_the_classes_present(split_digits):
