@@ -8,7 +8,9 @@ to write in well under a second. scripts/gpu_check.sh uses them too, on a device
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,27 @@ def write_tiny_imagenet(root: Path, classes: int = 8, train_per_class: int = 5, 
         lines.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t{size - 1}\t{size - 1}")
     (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def write_mnist(root: Path, train_per_class: int = 10, test_per_class: int = 50, seed: int = 0) -> Path:
+    """``<root>/mnist/`` with the four gzip IDX files (28 x 28 uint8 images, labels 0..9)."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / datasets.MNIST_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.uint8)
+        images = (rng.integers(0, 100, (len(labels), 28, 28)) + 15 * labels[:, None, None]).astype(np.uint8)
+        for key, array in ((f"{split}_images", images), (f"{split}_labels", labels)):
+            header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            (folder / f"{datasets.MNIST_FILES[key]}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+    return folder
+
+
+def write_all(root: Path) -> Path:
+    """MNIST, CIFAR-10, CIFAR-100 and an 8-class Tiny ImageNet in ``root``: every stream of ``deep-methods``
+    (Tiny ImageNet with ``--set classes=8``) at its test images per task."""
+    write_mnist(root)
+    write_cifar10(root)
+    write_cifar100(root)
+    write_tiny_imagenet(root)
+    return Path(root)

@@ -174,3 +174,28 @@ def test_the_experts_take_every_book_image_size(architecture, shape):
     assert logits.shape == (2, 7)
     assert features.shape == (2, 16 if architecture == "cnn" else 32)
     assert math.isfinite(float(logits.detach().sum()))
+
+
+_CHANNELS_LAST_STEP = """
+import torch
+from moecl.deep.networks import ResNet18
+torch.manual_seed(0)
+torch.set_num_threads(1)
+model = ResNet18(3, 8, width=4)
+images = torch.rand(8, 64, 64, 3).permute(0, 3, 1, 2)  # as Tiny ImageNet's arrays arrive: channels-last
+for _ in range(3):
+    loss = model(images).square().mean()
+    torch.autograd.grad(loss, list(model.parameters()))
+print("done")
+"""
+
+
+def test_resnet18_trains_on_channels_last_64_pixel_images():
+    """torch 2.13.0's CPU weight gradient of a 1 x 1 stride-2 convolution on a channels-last 64 x 64 map
+    of 4 channels corrupts the heap (the process dies); ResNet18 makes its input contiguous. Run in a
+    subprocess, so that a crash is a failure of this test and not of the test session."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CHANNELS_LAST_STEP], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]

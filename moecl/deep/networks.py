@@ -160,8 +160,15 @@ class ResNet18(nn.Module):
         self.head = nn.Sequential(GlobalAveragePool(), nn.Flatten(), nn.Linear(cin, num_outputs))
 
     def embed(self, x):
-        """Penultimate features (8 * width): the pooled output of the last stage."""
-        return self.head[:-1](self.blocks(self.stem(x)))
+        """Penultimate features (8 * width): the pooled output of the last stage.
+
+        The images are made contiguous (N, C, H, W) first: Tiny ImageNet's arrive as a transposed
+        view of the decoded (N, H, W, C) pixels, i.e. channels-last, and on that layout torch 2.13.0's
+        CPU backward of a 1 x 1 stride-2 convolution with few channels (the shortcut of the second
+        stage at width 4, on 64 x 64 images) corrupts the heap and kills the process
+        (tests/test_deep_networks.py).
+        """
+        return self.head[:-1](self.blocks(self.stem(x.contiguous())))
 
     def forward(self, x, features: bool = False):
         """Logits; with ``features``, (logits, penultimate features)."""
