@@ -199,3 +199,24 @@ def test_resnet18_trains_on_channels_last_64_pixel_images():
 
     done = subprocess.run([sys.executable, "-c", _CHANNELS_LAST_STEP], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_no_operator_of_a_whole_run_raises_on_cuda(architecture):
+    """Every ATen operator of two-round runs (one seed, and two batched), not only the networks': the
+    engine's training, evaluation, locality signal, SEED's features and distillation. (Replay and joint
+    training train and evaluate by the same calls as fine-tuning.)"""
+    from small_runs import split_digits_stream, tiny
+
+    from moecl import deep
+
+    stream = split_digits_stream()
+    used = set()
+    for method, M in (("gate", 2), ("seed", 2), ("finetune", 1)):
+        config = tiny(method=method, M=M, T=2, architecture=architecture, samples_per_round=10, epochs=1)
+        with _OperatorTrace() as trace:
+            deep.run(config, stream, seed=0)
+            deep.run(config, stream, seed=[0, 1])
+        used |= trace.names
+    assert {"convolution_backward", "_log_softmax_backward_data"} <= used
+    assert not used & set(CUDA_RAISING_OPS), sorted(used & set(CUDA_RAISING_OPS))
