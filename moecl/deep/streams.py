@@ -340,6 +340,8 @@ def cifar100_tasks(
     """Split CIFAR-100 into ``grouping="classes"`` tasks of ``classes_per_task`` fine classes
     (default ten 10-class tasks) or ``grouping="superclass"`` tasks (20 tasks, one per
     superclass, each over that superclass's five fine classes). Labels are over fine classes.
+    The superclass grouping is the **book choice** of ``deep-methods`` (``--set stream=cifar100``;
+    book/choices.md, the deep experiments).
     """
     dataset = dataset if dataset is not None else load_cifar100(data_dir)
     if grouping == "classes":

@@ -72,8 +72,9 @@ _DEEP_KEYS = ("average_accuracy", "backward_transfer", "average_forgetting", "fo
 #: cifar10: the five two-class tasks of `moecl.deep.streams.cifar10_tasks`; tiny-imagenet: the first
 #: ``classes`` classes of ``wnids.txt`` (``--set classes=K``, a multiple of 4; default 20, the
 #: data directory's subset) in four-class tasks (`moecl.deep.streams.tiny_imagenet_tasks`); K = 200 is
-#: the full-size stream of 50 tasks.
-DEEP_STREAMS = ("digits", "digits-1v", "cifar10", "tiny-imagenet")
+#: the full-size stream of 50 tasks; cifar100: twenty five-class tasks, one per CIFAR-100 superclass
+#: (**book choice**, book/choices.md; `moecl.deep.streams.cifar100_tasks` with ``grouping="superclass"``).
+DEEP_STREAMS = ("digits", "digits-1v", "cifar10", "tiny-imagenet", "cifar100")
 
 
 #: Per stream: test images per task, and the `moecl.deep.DeepConfig` fields that differ from digits
@@ -83,6 +84,7 @@ _DEEP_STREAM_SETTINGS = {
     "digits-1v": (100, {}),
     "cifar10": (80, {"ci": {"samples_per_round": 60, "epochs": 4}}),
     "tiny-imagenet": (80, {"ci": {"samples_per_round": 60, "epochs": 4}}),
+    "cifar100": (100, {"ci": {"samples_per_round": 60, "epochs": 4}}),
 }
 
 
@@ -173,6 +175,9 @@ def _deep_stream(name: str, seed: int, classes: int = _TINY_IMAGENET_CLASSES):
                                       scenario="class", test_samples_per_task=test_samples, seed=seed)
     if name == "cifar10":
         return streams.cifar10_tasks(scenario="class", test_samples_per_task=test_samples, seed=seed)
+    if name == "cifar100":
+        return streams.cifar100_tasks(grouping="superclass", scenario="class", test_samples_per_task=test_samples,
+                                      seed=seed)
     return streams.tiny_imagenet_tasks(num_classes=classes, classes_per_task=_TINY_IMAGENET_CLASSES_PER_TASK,
                                     scenario="class", test_samples_per_task=test_samples, seed=seed)
 
