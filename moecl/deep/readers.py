@@ -86,14 +86,20 @@ def open_binary(path: Path):
 
 
 def read_text(path: Path) -> str:
-    """A UTF-8 text file of a data set; a file that is not UTF-8 is a `DataError` naming it."""
+    """A UTF-8 text file of a data set; a file that is not UTF-8 (or holds NUL bytes, as UTF-16 text
+    does) is a `DataError` naming it."""
     with open_binary(path) as handle:
         raw = handle.read()
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); "
+        hint = " (UTF-16?)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{path}: not UTF-8 text{hint} (byte {error.start}: {error.reason}); "
                         "the file is corrupt") from error
+    if "\x00" in text:  # valid UTF-8, but no text file of a data set holds NUL: UTF-16 without its mark
+        raise DataError(f"{path}: text with NUL bytes (byte {text.index(chr(0))}), not UTF-8 (UTF-16?); "
+                        "the file is corrupt")
+    return text
 
 
 #: The only globals a CIFAR pickle may name: numpy's array reconstruction (old and new paths).
