@@ -15,11 +15,13 @@ A results file is a NumPy ``.npz`` archive holding
 `save_results` writes atomically (temporary file in the same directory, fsync,
 ``os.replace``): a run that fails midway, or is stopped by Ctrl-C, SIGTERM or SIGHUP,
 leaves no file behind (not even its temporary file) and never damages an older results
-file at the same path. `load_results` reads one back and validates it: the format tag
-and version (a known older version is read, an unknown newer one refused), and the
-schema (the header's fields, and every array the header's ``arrays`` field describes
-present, with the shape it states); it raises `ResultsFileError` (a `ValueError`)
-naming the path when the file is not a valid results file.
+file at the same path. `load_results` reads one back and validates it: the archive (every
+size it declares checked against explicit limits before anything is decompressed), the
+format tag and version (a known older version is read, an unknown newer one refused),
+and the schema (every header field's type and value, every array the header's ``shapes``
+and ``arrays`` fields name present with the shape and dtype it states, only bool, integer
+and float arrays, float summaries, no infinite values); it raises `ResultsFileError` (a
+`ValueError`), in one line naming the path, when the file is not a valid results file.
 
 Loading a results file needs nothing but numpy and json::
 
@@ -31,8 +33,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
+import stat
 import warnings
 import zipfile
 import zlib
@@ -54,9 +58,21 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 #: Value of the header's ``format`` field.
 FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
-#: JSON types of the header fields `load_results` checks where present (``format`` is required).
+#: JSON types of the header fields `load_results` checks where present (``format`` is required;
+#: ``shapes`` too from version 2 on). `check_header` checks their values too (`_FIELD_RULES`).
 FIELD_TYPES = {"format": str, "experiment": str, "scale": str, "seed": int, "replicates": int, "rounds": int,
-               "labels": list, "configs": dict, "arrays": dict, "overrides": dict, "shapes": dict}
+               "labels": list, "configs": dict, "arrays": dict, "overrides": dict, "shapes": dict, "dtypes": dict,
+               "wall_time": (int, float), "created": str, "moecl_version": str, "numpy_version": str,
+               "description": str, "stream": str, "source": str, "seeds": list, "seeds_per_piece": int,
+               "simulation_wall_times": dict, "scenarios": list, "data_fallback": str}
+#: Limits on what `load_results` reads, checked against the archive's own declarations (zip directory,
+#: ``.npy`` headers) before anything is decompressed: a results file holds summaries, so the stored ones
+#: expand to 3 to 62 MB; a file declaring more is damaged or hostile (a zip bomb).
+MAX_MEMBERS = 100_000
+MAX_UNCOMPRESSED_BYTES = 2**31
+MAX_HEADER_BYTES = 2**24
+#: Array dtype kinds a results file may hold: bool, integers and floats (`summarise`'s statistics are floats).
+ARRAY_KINDS = "biuf"
 #: Header fields that identify a run: two files whose identities differ hold different runs
 #: (`identity`; the command line will not write over such a file without ``--force``).
 IDENTITY_FIELDS = ("format", "experiment", "scale", "seed", "replicates", "rounds", "labels", "configs",
@@ -131,7 +147,8 @@ def save_results(path, header: dict, arrays: dict) -> str:
         if not isinstance(name, str) or not name or name == HEADER_KEY or name.endswith(".npy"):
             raise ValueError(f"invalid array name {name!r} for results file {path}")
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
-    header = {"format": FORMAT, **header, "shapes": {name: list(value.shape) for name, value in arrays.items()}}
+    header = {"format": FORMAT, **header, "shapes": {name: list(value.shape) for name, value in arrays.items()},
+              "dtypes": {name: value.dtype.str for name, value in arrays.items()}}
     header_text = json.dumps(header, default=_json_default, sort_keys=False)
 
     def write(stream):
@@ -146,33 +163,105 @@ def save_results(path, header: dict, arrays: dict) -> str:
 def load_results(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and validate a results file: returns ``(header, arrays)`` as given to `save_results`.
 
-    Raises `FileNotFoundError` for a missing file and `ResultsFileError` for a file
-    that is not a valid results file, both naming the path: not an ``.npz`` archive, no
-    header, a header whose fields have the wrong types (`FIELD_TYPES`), another format, a version
-    newer than this package reads (`READABLE_VERSIONS`), or arrays that do not match
-    the header (`check_schema`).
+    Raises `FileNotFoundError` for a missing file and `ResultsFileError` (one line naming
+    the path) for anything else that is not a valid results file: not a regular file, not
+    a zip archive or a damaged one (directory, compression method, CRC), members that are
+    not ``.npy`` arrays, sizes past `MAX_MEMBERS` / `MAX_UNCOMPRESSED_BYTES` declared in
+    the zip directory (zip bombs: refused before anything is decompressed), an ``.npy``
+    header whose shape and dtype need more bytes than the member declares, no header, a
+    header that is not a JSON object or whose fields break the schema (`check_header`),
+    another format, a version newer than this package reads (`READABLE_VERSIONS`), or
+    arrays that do not match the header (`check_schema`).
+
+    The archive is read with `zipfile` and `numpy.lib.format` (header first, data after
+    its size is checked) rather than ``np.load``, so that every declared size is checked
+    before it is allocated.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no results file at {path}")
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ResultsFileError(f"{path} is not a moecl results file (not a regular file)")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ResultsFileError(f"{path} is not a moecl results file (not an .npz archive)")
-        with archive:
-            if HEADER_KEY not in archive.files:
-                raise ResultsFileError(f"{path} is not a moecl results file (no {HEADER_KEY} entry)")
-            header = json.loads(str(archive[HEADER_KEY]))
-            if not isinstance(header, dict):
-                raise ResultsFileError(f"{path} is not a moecl results file (its header is not a JSON object)")
-            check_header(header, path)
-            arrays = {name: archive[name] for name in archive.files if name != HEADER_KEY}
+        members = _read_archive(path)
+        if HEADER_KEY not in members:
+            raise ResultsFileError(f"{path} is not a moecl results file (no {HEADER_KEY} entry)")
+        text = members.pop(HEADER_KEY)
+        if text.dtype.kind != "U" or text.shape != ():
+            raise ResultsFileError(f"{path}: its header is a {text.dtype} array of shape {text.shape}, "
+                                   "not a text; the file is damaged")
+        header = json.loads(str(text))
     except ResultsFileError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error) as exc:
-        raise ResultsFileError(f"{path} is not a readable moecl results file: {exc}") from exc
-    check_schema(header, arrays, path)
-    return header, arrays
+    except RecursionError:
+        raise ResultsFileError(f"{path} is not a readable moecl results file: its header is nested too deeply") from None
+    except MemoryError:
+        raise ResultsFileError(f"{path} is not a readable moecl results file: it needs more memory than there is") \
+            from None
+    except Exception as exc:  # every way damaged bytes fail in zipfile, zlib, numpy's header parser and json
+        raise ResultsFileError(f"{path} is not a readable moecl results file "
+                               f"({type(exc).__name__}: {_one_line(exc)})") from exc
+    if not isinstance(header, dict):
+        raise ResultsFileError(f"{path} is not a moecl results file (its header is not a JSON object)")
+    check_header(header, path)
+    check_schema(header, members, path)
+    return header, members
+
+
+def _one_line(value) -> str:
+    return " ".join(str(value).split())[:300]
+
+
+def _read_archive(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, every declared size checked before it is read (see `load_results`)."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ResultsFileError(f"{path}: {len(infos):,} archive members, more than the {MAX_MEMBERS:,} "
+                                   "a results file holds; the file is damaged")
+        declared = sum(info.file_size for info in infos)
+        if declared > MAX_UNCOMPRESSED_BYTES:
+            raise ResultsFileError(f"{path}: the archive declares {declared:,} bytes uncompressed, more than "
+                                   f"the {MAX_UNCOMPRESSED_BYTES:,} a results file may hold (a zip bomb?); refused")
+        arrays = {}
+        for info in infos:
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise ResultsFileError(f"{path}: archive member {info.filename[:80]!r} is not an .npy array; "
+                                       "the file is damaged")
+            name = info.filename[:-4]
+            if name in arrays:
+                raise ResultsFileError(f"{path}: array {name[:80]!r} is stored twice; the file is damaged")
+            with archive.open(info) as member:
+                arrays[name] = _read_member(member, info, name, path)
+    return arrays
+
+
+def _read_member(member, info: zipfile.ZipInfo, name: str, path: str) -> np.ndarray:
+    """One ``.npy`` member: header (`numpy.lib.format`), its size against the member's declared size, then the data."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ResultsFileError(f"{path}: array {name!r} has .npy version {version}")
+    reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = reader(member, max_header_size=10_000)
+    where = f"{path}: array {name!r}"
+    if dtype.hasobject:
+        raise ResultsFileError(f"{where} has dtype object, which a results file does not store; refused")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size or (name == HEADER_KEY and nbytes > MAX_HEADER_BYTES):
+        raise ResultsFileError(f"{where} declares shape {shape} of {dtype} ({nbytes:,} bytes), more than "
+                               f"its {info.file_size:,} bytes in the archive; the file is damaged")
+    data = bytearray(nbytes)
+    view, done = memoryview(data), 0
+    while done < nbytes:
+        got = member.readinto(view[done:done + 2**24])
+        if not got:
+            raise ResultsFileError(f"{where} is truncated ({done:,} of {nbytes:,} bytes); the file is damaged")
+        done += got
+    if member.read(1):
+        raise ResultsFileError(f"{where} has bytes past its shape {shape}; the file is damaged")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
 
 
 def format_version(header: dict, path="results file") -> int:
@@ -194,8 +283,19 @@ def check_header(header: dict, path="results file") -> None:
             + ("(it is newer: update moecl)" if newer else f"(it reads versions {list(READABLE_VERSIONS)})"))
     for field, kind in FIELD_TYPES.items():
         if field in header and (not isinstance(header[field], kind) or isinstance(header[field], bool)):
-            raise ResultsFileError(f"{path}: header field {field!r} is not a {kind.__name__} "
-                                   f"(found {header[field]!r}); the file is damaged")
+            name = kind.__name__ if isinstance(kind, type) else "number"
+            raise ResultsFileError(f"{path}: header field {field!r} is not a {name} "
+                                   f"(found {_one_line(repr(header[field]))[:80]}); the file is damaged")
+    if version >= 2 and "shapes" not in header:
+        raise ResultsFileError(f"{path}: a version {version} header must list the arrays' shapes ('shapes'); "
+                               "the file is damaged")
+    for field, (rule, wanted) in _FIELD_RULES.items():
+        if field in header and not rule(header[field]):
+            raise ResultsFileError(f"{path}: header field {field!r} must be {wanted} "
+                                   f"(found {_one_line(repr(header[field]))[:80]}); the file is damaged")
+    if isinstance(header.get("seeds"), list) and "replicates" in header and len(header["seeds"]) != header["replicates"]:
+        raise ResultsFileError(f"{path}: the header lists {len(header['seeds'])} seeds for "
+                               f"{header['replicates']} replicates; the file is damaged")
 
 
 def check_schema(header: dict, arrays: dict, path="results file") -> None:
@@ -226,11 +326,64 @@ def check_schema(header: dict, arrays: dict, path="results file") -> None:
             if name not in arrays:
                 raise ResultsFileError(f"{path}: array {name!r} described in the header is missing; "
                                        "the file is damaged")
+    dtypes = header.get("dtypes") or {}
+    for name, array in arrays.items():
+        where = f"{path}: array {name!r}"
+        if array.dtype.kind not in ARRAY_KINDS:
+            raise ResultsFileError(f"{where} has dtype {array.dtype} ({_KIND_NAMES.get(array.dtype.kind, 'other')}); "
+                                   "a results file holds bools, integers and floats; the file is damaged")
+        if name.rsplit("/", 1)[-1] in STATISTICS and array.dtype.kind != "f":
+            raise ResultsFileError(f"{where} is a summary over replicates but has dtype {array.dtype}, "
+                                   "not a float; the file is damaged")
+        if name in dtypes and np.dtype(dtypes[name]) != array.dtype:
+            raise ResultsFileError(f"{where} has dtype {array.dtype}, the header says {dtypes[name]}; "
+                                   "the file is damaged")
+        if array.dtype.kind == "f" and np.isinf(array).any():
+            raise ResultsFileError(f"{where} holds infinite values (moecl writes none: NaN marks an undefined "
+                                   "point); the file is damaged")
     configs = header.get("configs")
     if isinstance(header.get("labels"), list) and isinstance(configs, dict):
         missing = [label for label in header["labels"] if label not in configs]
         if missing:
             raise ResultsFileError(f"{path}: labels {missing[:3]} have no configuration in the header")
+
+
+def _is_count(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_dtype(value) -> bool:
+    try:
+        return isinstance(value, str) and np.dtype(value).kind in ARRAY_KINDS
+    except TypeError:
+        return False
+
+
+#: What each header field's value must be, where present (after its JSON type, `FIELD_TYPES`).
+_FIELD_RULES = {
+    "experiment": (lambda v: bool(v.strip()), "a non-empty name"),
+    "scale": (lambda v: bool(v.strip()), "a non-empty name"),
+    "seed": (_is_count, "a non-negative integer"),
+    "replicates": (lambda v: _is_count(v, 1), "a positive integer"),
+    "rounds": (lambda v: _is_count(v, 1), "a positive integer"),
+    "seeds_per_piece": (lambda v: _is_count(v, 1), "a positive integer"),
+    "wall_time": (lambda v: math.isfinite(v) and v >= 0, "a finite number of seconds >= 0"),
+    "labels": (lambda v: all(isinstance(x, str) and x for x in v) and len(set(v)) == len(v),
+               "a list of distinct non-empty names"),
+    "scenarios": (lambda v: all(isinstance(x, str) and x for x in v), "a list of names"),
+    "seeds": (lambda v: all(_is_count(x) for x in v) and len(set(v)) == len(v), "a list of distinct seeds >= 0"),
+    "configs": (lambda v: all(isinstance(x, dict) for x in v.values()), "an object of configurations"),
+    "arrays": (lambda v: all(isinstance(x, str) for x in v.values()), "an object of descriptions"),
+    "shapes": (lambda v: all(isinstance(x, list) and len(x) <= 32 and all(_is_count(n) for n in x)
+                             for x in v.values()), "an object of shapes (lists of sizes >= 0)"),
+    "dtypes": (lambda v: all(_is_dtype(x) for x in v.values()), "an object of numeric dtypes"),
+    "simulation_wall_times": (lambda v: all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                            and math.isfinite(x) and x >= 0 for x in v.values()),
+                              "an object of finite times >= 0"),
+}
+
+_KIND_NAMES = {"U": "text", "S": "bytes", "c": "complex", "M": "datetime", "m": "timedelta", "O": "object",
+               "V": "raw bytes"}
 
 
 def identity(header: dict) -> dict:

@@ -42,8 +42,8 @@ def _files(directory):
 
 
 def _written(header):
-    """The header as stored: the format tag and the arrays' shapes are added."""
-    return {key: value for key, value in header.items() if key not in ("format", "shapes")}
+    """The header as stored: the format tag and the arrays' shapes and dtypes are added."""
+    return {key: value for key, value in header.items() if key not in ("format", "shapes", "dtypes")}
 
 
 def test_round_trip(tmp_path):
@@ -54,6 +54,7 @@ def test_round_trip(tmp_path):
     assert _written(loaded_header) == json.loads(json.dumps({**header, "numpy_scalar": 7}))
     assert loaded_header["format"] == results.FORMAT
     assert loaded_header["shapes"] == {name: list(np.shape(value)) for name, value in arrays.items()}
+    assert loaded_header["dtypes"] == {name: np.asarray(value).dtype.str for name, value in arrays.items()}
     assert set(loaded) == set(arrays)
     for name, value in arrays.items():
         assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape

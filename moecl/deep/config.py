@@ -20,6 +20,12 @@ GATE_CENTRINGS = ("running", "none")
 LOCALITY_SIGNALS = ("change", "gradient", "loss")
 DEVICES = ("auto", "cpu", "cuda")
 TASK_ORDERS = ("random", "cyclic")
+#: Largest value of each numeric setting (**book choice**: far past any run the book or a GPU makes, short of
+#: what only a typo asks for: ``width=1e9`` would allocate terabytes, ``lr=1e300`` overflows Adam's first step).
+MAX_SETTINGS = {"M": 1024, "T": 10**6, "samples_per_round": 10**6, "epochs": 10**4, "batch_size": 10**6,
+                "width": 4096, "joint_refit_every": 10**6, "T1": 10**6, "gate_dim": 2**20, "test_samples": 10**7,
+                "lr": 1.0, "eta": 1e6, "alpha": 1e6, "lambda_": 1e6, "Gamma": 1e12, "seed_distillation": 1e6,
+                "shrinkage": 1.0}
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,11 @@ class DeepConfig:
         check_real("shrinkage", self.shrinkage, low=0.0)
         if self.shrinkage > 1:
             raise ValueError(f"shrinkage={self.shrinkage!r} must lie in [0, 1]")
+        for name, largest in MAX_SETTINGS.items():
+            value = getattr(self, name)
+            if value is not None and value > largest:
+                raise ValueError(f"{name}={value!r} is absurdly large for a deep run (at most {largest:g}; "
+                                 "moecl.deep.config.MAX_SETTINGS)")
 
     def replace(self, **changes) -> "DeepConfig":
         """A copy with some fields changed (T1 derived again unless given or set by hand)."""

@@ -319,12 +319,21 @@ def _cifar_batch(path: Path, label_keys: Sequence[str]) -> tuple[np.ndarray, lis
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _cifar_meta(path: Path, keys: Sequence[str]) -> list[tuple[str, ...]]:
+def _cifar_meta(path: Path, keys: Sequence[str], counts: Sequence[int]) -> list[tuple[str, ...]]:
+    """The class-name lists ``keys`` of a CIFAR meta file, each of its official length ``counts``."""
     entry = read_cifar_pickle(path)
     missing = [key for key in keys if key not in entry]
     if missing:
         raise DataError(f"{path}: CIFAR meta file lacks the key(s) {missing} (has {sorted(entry)})")
-    return [tuple(str(name) for name in entry[key]) for key in keys]
+    names = []
+    for key, count in zip(keys, counts):
+        value = entry[key]
+        if not isinstance(value, list) or len(value) != count or len(set(map(str, value))) != count:
+            found = f"{len(value)} names" if isinstance(value, list) else type(value).__name__
+            raise DataError(f"{path}: '{key}' must list {count} distinct class names, found {found}; "
+                            "the file is corrupt")
+        names.append(tuple(str(name) for name in value))
+    return names
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageDataset:
@@ -342,7 +351,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageDataset:
                       and path.is_file()), key=lambda p: int(p.name.rsplit("_", 1)[1]))
     if not batches:
         raise FileNotFoundError(f"CIFAR-10 training batches missing: no {folder / 'data_batch_1'}")
-    (class_names,) = _cifar_meta(folder / "batches.meta", ["label_names"])
+    (class_names,) = _cifar_meta(folder / "batches.meta", ["label_names"], [10])
     train = [_cifar_batch(path, ["labels"]) for path in batches]
     test_images, (test_labels,) = _cifar_batch(folder / "test_batch", ["labels"])
     names = ", ".join(path.name for path in batches)
@@ -366,7 +375,7 @@ def load_cifar100(data_dir: str | os.PathLike | None = None) -> ImageDataset:
     folder = resolve_data_dir(data_dir) / CIFAR100_FOLDER
     if not folder.is_dir():
         raise FileNotFoundError(f"CIFAR-100 not found: no folder {folder}")
-    fine_names, coarse_names = _cifar_meta(folder / "meta", ["fine_label_names", "coarse_label_names"])
+    fine_names, coarse_names = _cifar_meta(folder / "meta", ["fine_label_names", "coarse_label_names"], [100, 20])
     keys = ["fine_labels", "coarse_labels"]
     train_images, (train_fine, train_coarse) = _cifar_batch(folder / "train", keys)
     test_images, (test_fine, test_coarse) = _cifar_batch(folder / "test", keys)
@@ -481,6 +490,12 @@ def load_tiny_imagenet(
         if fields[1] in index:
             test_paths.append(image_path)
             test_labels.append(index[fields[1]])
+    without = [wnid for wnid in chosen if index[wnid] not in test_labels]
+    if without:
+        raise DataError(f"{annotations}: no validation image of class {without[0]}"
+                        + (f" (nor of {len(without) - 1} other classes)" if len(without) > 1 else "")
+                        + ("; the file is empty" if not test_paths and not read_text(annotations).strip() else "")
+                        + "; the file is corrupt or truncated")
     order = np.argsort([str(p) for p in test_paths], kind="stable")
     test_paths = [test_paths[i] for i in order]
     test_labels = [test_labels[i] for i in order]

@@ -276,6 +276,7 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     seeds = _check_seeds(seeds, "seeds")
     check_int("checkpoint_every", checkpoint_every, minimum=1)
     device = resolve_device(config.device)
+    from .limits import check_run; check_run(config, stream, seeds, device)  # refuse what cannot fit, before any work
     started = time.perf_counter()
     T = config.T
     identity = run_identity(config, seeds, stream) if checkpoint is not None else None

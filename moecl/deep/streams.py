@@ -34,6 +34,7 @@ from .datasets import (
     load_tiny_imagenet,
     resolve_data_dir,
 )
+from .readers import read_text
 
 
 SCENARIOS = ("task", "class")
@@ -393,7 +394,7 @@ def tiny_imagenet_tasks(
         wnids_path = root / TINY_IMAGENET_FOLDER / "wnids.txt"
         if not wnids_path.is_file():
             raise FileNotFoundError(f"Tiny ImageNet not found: no {wnids_path}")
-        total = len([line for line in wnids_path.read_text().splitlines() if line.strip()])
+        total = len([line for line in read_text(wnids_path).splitlines() if line.strip()])
         num_classes = _check_count("num_classes", num_classes)
         if num_classes is not None and num_classes > total:
             raise ValueError(f"num_classes={num_classes} exceeds the {total} classes of {wnids_path}")

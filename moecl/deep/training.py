@@ -116,6 +116,7 @@ def train_one(model, images, labels, config: DeepConfig, rng, device, distill: f
             parameter.requires_grad_(False)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
+    finite = torch.ones((), dtype=torch.bool, device=device)
     for _ in range(config.epochs):
         order = torch.as_tensor(rng.permutation(len(y)), device=device)
         for start in range(0, len(y), config.batch_size):
@@ -128,8 +129,38 @@ def train_one(model, images, labels, config: DeepConfig, rng, device, distill: f
                     with torch.no_grad():
                         z_old = previous.embed(x[batch])
                     loss = loss + distill * nn.functional.mse_loss(_wide(z), _wide(z_old))
+            finite &= torch.isfinite(loss.detach())  # on the device: no synchronisation per step
             loss.backward()
             optimiser.step()
+    _check_finite(finite, config)
+
+
+class NonFiniteLossError(ValueError):
+    """An expert's training loss became NaN or infinite (the message names the round and the settings)."""
+
+
+def _check_finite(finite: torch.Tensor, config: DeepConfig) -> None:
+    """Stop the run, in one line naming the round and the training settings, if a loss was not finite.
+
+    One check per round's training (a single device synchronisation). The round is the
+    ``t`` of the running `moecl.deep.engine.run_replicates` loop, found on the call stack.
+    """
+    if bool(finite):
+        return
+    import inspect
+
+    where = "in a round"
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "run_replicates" and isinstance(frame.f_locals.get("t"), int):
+            where = f"in round {frame.f_locals['t']} of {config.T}"
+            break
+        frame = frame.f_back
+    del frame
+    raise NonFiniteLossError(
+        f"the training loss became non-finite {where} (lr={config.lr:g}, epochs={config.epochs}, "
+        f"batch_size={config.batch_size}, architecture={config.architecture}, width={config.width}, "
+        f"method={config.method}): the run is stopped; choose a smaller lr")
 
 
 _TEMPLATES: dict = {}
@@ -188,6 +219,7 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device, dist
     optimiser = torch.optim.Adam(list(parameters.values()), lr=config.lr)
     rows = torch.arange(R, device=device)[:, None]
     size = y.shape[1]
+    finite = torch.ones((), dtype=torch.bool, device=device)
     for _ in range(config.epochs):
         order = torch.as_tensor(np.stack([rng.permutation(size) for rng in rngs]), device=device)
         for start in range(0, size, config.batch_size):
@@ -205,8 +237,10 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device, dist
                         template.train()
                     losses = losses + weights * ((_wide(z) - _wide(z_old)) ** 2).flatten(1).mean(dim=1)
                 loss = losses.sum()
+            finite &= torch.isfinite(loss.detach())  # on the device: no synchronisation per step
             loss.backward()
             optimiser.step()
+    _check_finite(finite, config)
     with torch.no_grad():
         for r, model in enumerate(models):
             for name, value in model.named_parameters():
