@@ -183,3 +183,48 @@ def mark_rounds(ax, rounds: dict, **kwargs):
         ax.axvline(t, linestyle="--", color="0.4", linewidth=1, **kwargs)
         ax.annotate(name, (t, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
                     textcoords="offset points", color="0.3")
+
+
+def latex_lines(expr, width: int = 70) -> str:
+    """A long sympy expression as an ``aligned`` display broken between terms, so that
+    it fits the book's column (book/moe_theory.md, "In sympy"); each line holds at most
+    about ``width`` characters of LaTeX, unless one term alone is longer.
+
+    Sums break between their terms; a product with one long sum inside, such as
+    ``1/(t-1) * (a + b + ...)``, breaks inside ``\\Big[ ... \\Big]``.
+    """
+    import sympy as sp
+
+    def tokens(e) -> list[str]:
+        if len(sp.latex(e)) <= width:
+            return [sp.latex(e)]
+        if isinstance(e, sp.Add):
+            out = []
+            for term in e.as_ordered_terms():
+                sign = "+"
+                if term.could_extract_minus_sign():
+                    sign, term = "-", -term
+                parts = tokens(term)
+                parts[0] = f"{sign} {parts[0]}" if out or sign == "-" else parts[0]
+                out += parts
+            return out
+        if isinstance(e, sp.Mul):
+            sums = [f for f in e.args if isinstance(f, sp.Add)]
+            if len(sums) == 1:
+                rest = sp.Mul(*[f for f in e.args if f is not sums[0]])
+                prefix = "-" if rest == -1 else "" if rest == 1 else sp.latex(rest)
+                inner = tokens(sums[0])
+                inner[0] = prefix + r" \Big[ " + inner[0]
+                inner[-1] = inner[-1] + r" \Big]"
+                return inner
+        return [sp.latex(e)]
+
+    lines: list[str] = []
+    for token in tokens(expr):
+        if lines and len(lines[-1]) + len(token) <= width:
+            lines[-1] += " " + token
+        else:
+            lines.append(token)
+    if len(lines) == 1:
+        return lines[0]
+    return r"\begin{aligned} &" + r" \\ &\quad ".join(lines) + r" \end{aligned}"
