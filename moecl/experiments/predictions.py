@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import Config
-from ..metrics import routing_purity
+from ..metrics import mean_se, routing_purity
 from ..theory.phase_model import default_routing, expectations_over_routings, measured_routing, phase_model_expectations
 from .recorder import Recorder
 from .registry import experiment
@@ -91,10 +91,9 @@ def predictions(scale: str, seed: int, replicates=None, progress: bool = False, 
         run.add(f"{label}/W", W, "the pool's ground truths (N, d)")
         if label == DEFAULT_LABEL:
             for name, key in (("G", "generalization"), ("F", "forgetting")):
-                values = getattr(result, key)
-                run.add(f"curve/alg/{name}", np.nanmean(values, axis=0), f"Algorithm 1's mean {name}_t")
-                run.add(f"curve/alg/{name}_se", np.nanstd(values, axis=0, ddof=1) / np.sqrt(values.shape[0]),
-                        f"its standard error")
+                mean, se = mean_se(getattr(result, key))
+                run.add(f"curve/alg/{name}", mean, f"Algorithm 1's mean {name}_t (NaN: F_1)")
+                run.add(f"curve/alg/{name}_se", se, "its standard error")
                 run.add(f"curve/closed/{name}", closed[key], f"phase model, book routing: E[{name}_t]")
                 run.add(f"curve/measured/{name}", measured[key], f"phase model, measured routing: E[{name}_t]")
     for grid, labels in grids.items():

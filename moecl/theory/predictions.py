@@ -142,7 +142,45 @@ def mixed_routing(N: int, M: int, purity: float) -> np.ndarray:
     return Q2
 
 
+
+
+def grid_values(header: dict, arrays: dict, labels, quantity: str) -> dict:
+    """One quantity of the ``predictions`` experiment along a grid of its labels.
+
+    quantity: ``"G"`` or ``"F"``. Returns ``{"alg": (K, R) Algorithm 1 per replicate at T,
+    "closed": (K,) the phase model with the book's routing, "measured": (K,) with the
+    measured routing, "configs": [config dicts]}``.
+    """
+    if quantity not in ("G", "F"):
+        raise ValueError(f"quantity={quantity!r} must be 'G' or 'F'")
+    labels = [str(label) for label in labels]
+    return {
+        "alg": np.stack([arrays[f"{label}/{quantity}_T"] for label in labels]),
+        "closed": np.array([float(arrays[f"{label}/closed_{quantity}_T"]) for label in labels]),
+        "measured": np.array([float(arrays[f"{label}/measured_{quantity}_T"]) for label in labels]),
+        "configs": [header["configs"][label] for label in labels],
+    }
+
+
+def termination_slope(x, termination_rounds) -> tuple[float, float, np.ndarray]:
+    """log-log slope of T2 against x over a grid, its standard error, and the median T2 per point.
+
+    termination_rounds (K, R): per replicate, -1 for a gate that never stopped (left out).
+    The slope is `log_slope` of the mean log T2 of the replicates that stopped.
+    """
+    means, ses, medians = [], [], []
+    for row in np.asarray(termination_rounds):
+        stopped = np.log(row[row > 0].astype(float))
+        if stopped.size < 2:
+            raise ValueError("fewer than two replicates terminated at a grid point: no slope")
+        means.append(stopped.mean())
+        ses.append(stopped.std(ddof=1) / math.sqrt(stopped.size))
+        medians.append(float(np.exp(np.median(stopped))))
+    slope, se = log_slope(x, means, ses)
+    return slope, se, np.array(medians)
+
+
 __all__ = [
-    "STEP_POWER", "STEP_Z", "VERDICTS", "coverage_probability", "gap_explained", "log_slope", "mixed_routing",
-    "step_power", "step_verdict",
+    "STEP_POWER", "STEP_Z", "VERDICTS", "coverage_probability", "gap_explained", "grid_values", "log_slope",
+    "mixed_routing", "step_power", "step_verdict", "termination_slope",
 ]
