@@ -48,7 +48,7 @@ def test_step_verdict_untested_when_underpowered():
     rng = np.random.default_rng(2)
     flat = rng.standard_normal((2, 50))
     out = step_verdict([0.0, 1e-3], flat)
-    assert out["steps"][0]["kind"] == "untested" and out["verdict"] == "does not hold"
+    assert out["steps"][0]["kind"] == "untested" and out["verdict"] == "not tested"
 
 
 def test_step_power():

@@ -35,7 +35,7 @@ STEP_Z = 3.0
 #: Power (against the closed form's own step) from which a step that does not move counts
 #: as a departure; below it the step is "untested".
 STEP_POWER = 0.9
-VERDICTS = ("holds", "holds in a regime", "does not hold")
+VERDICTS = ("holds", "holds in a regime", "does not hold", "not tested")
 
 
 def step_power(predicted_step: float, se: float, z: float = STEP_Z) -> float:
@@ -56,8 +56,9 @@ def step_verdict(closed, measured, z: float = STEP_Z, power: float = STEP_POWER)
     *agrees* (z > `STEP_Z`), *opposes* (z < -`STEP_Z`), is *flat* (neither, with power
     at least ``power``) or *untested* (neither, with less power).
 
-    Verdict: "holds" when every step agrees; "does not hold" when none agrees;
-    otherwise "holds in a regime" (the steps that agree say where).
+    Verdict: "holds" when every step agrees; "does not hold" when none agrees and at
+    least one opposes or is flat; "not tested" when none agrees and every step is
+    untested; otherwise "holds in a regime" (the steps that agree say where).
     """
     closed = np.asarray(closed, dtype=float)
     measured = np.asarray(measured, dtype=float)
@@ -80,7 +81,7 @@ def step_verdict(closed, measured, z: float = STEP_Z, power: float = STEP_POWER)
     if all(kind == "agrees" for kind in kinds):
         verdict = "holds"
     elif "agrees" not in kinds:
-        verdict = "does not hold"
+        verdict = "not tested" if all(kind == "untested" for kind in kinds) else "does not hold"
     else:
         verdict = "holds in a regime"
     return {"steps": steps, "verdict": verdict}
