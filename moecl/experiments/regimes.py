@@ -235,8 +235,10 @@ def regime_regions(arrays: dict, threshold: float = SPECIALISATION_THRESHOLD, z:
       termination rule routes less purely than the gate that keeps training: it stopped
       before the expert sets had formed, the book's regimes chapter);
     * 1, specialisation kept only with termination: otherwise, if ``z_diff >= z`` and
-      ``e_on >= threshold`` (Proposition 2: without termination the load-balancing
-      loss undoes the routing);
+      ``e_on >= threshold`` (Proposition 2: without termination the gate that keeps
+      training undoes the routing; the paper blames the load-balancing loss, but the
+      book's ablation chapter shows that the locality loss alone does it, alpha = 0
+      included);
     * 3, specialised with or without termination: the rest.
     """
     if not 0 < threshold < 1:
