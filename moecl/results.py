@@ -39,7 +39,6 @@ import re
 import stat
 import warnings
 import zipfile
-import zlib
 
 import numpy as np
 

@@ -9,6 +9,7 @@ the file before anything is allocated, and refused with one `DataError` line nam
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -68,7 +68,8 @@ from .config import DeepConfig, resolve_device
 from .gate_inputs import gate_feature, gate_map  # noqa: F401 - gate_feature: importable from here too
 from .networks import make_expert, parameter_vector
 from .records import RoundRecords
-from .training import features, locality_signals, test_outputs, test_outputs_stacked, test_set, train
+from .limits import check_run
+from .training import NonFiniteLossError, features, locality_signals, test_outputs, test_outputs_stacked, test_set, train
 
 
 def _context(config: DeepConfig, stream, seed_sequence) -> dict:
@@ -276,7 +277,7 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
     seeds = _check_seeds(seeds, "seeds")
     check_int("checkpoint_every", checkpoint_every, minimum=1)
     device = resolve_device(config.device)
-    from .limits import check_run; check_run(config, stream, seeds, device)  # refuse what cannot fit, before any work
+    check_run(config, stream, seeds, device)  # refuse what cannot fit, before any work
     started = time.perf_counter()
     T = config.T
     identity = run_identity(config, seeds, stream) if checkpoint is not None else None
@@ -293,7 +294,11 @@ def run_replicates(config: DeepConfig, stream, seeds: Sequence[int], checkpoint:
         try:
             for t in range(t_done + 1, T + 1):
                 plans = [_plan_round(rep, config, stream, t, device) for rep in replicates]
-                trained, outputs = _train_selected(replicates, plans, config, device, tests)
+                try:
+                    trained, outputs = _train_selected(replicates, plans, config, device, tests)
+                except NonFiniteLossError as error:
+                    message = str(error).replace("non-finite", f"non-finite in round {t} of {T}", 1)
+                    raise NonFiniteLossError(message) from None
                 for rep, plan, model, output in zip(replicates, plans, trained, outputs):
                     _evaluate_and_record(rep, plan, t, model, output, tests, config)
                 bar.update(1)

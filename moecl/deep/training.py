@@ -140,25 +140,15 @@ class NonFiniteLossError(ValueError):
 
 
 def _check_finite(finite: torch.Tensor, config: DeepConfig) -> None:
-    """Stop the run, in one line naming the round and the training settings, if a loss was not finite.
+    """Stop the run, in one line naming the training settings, if a loss was not finite.
 
-    One check per round's training (a single device synchronisation). The round is the
-    ``t`` of the running `moecl.deep.engine.run_replicates` loop, found on the call stack.
+    One check per round's training (a single device synchronisation). The round loop of
+    `moecl.deep.engine.run_replicates` catches the error and names the round.
     """
     if bool(finite):
         return
-    import inspect
-
-    where = "in a round"
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code.co_name == "run_replicates" and isinstance(frame.f_locals.get("t"), int):
-            where = f"in round {frame.f_locals['t']} of {config.T}"
-            break
-        frame = frame.f_back
-    del frame
     raise NonFiniteLossError(
-        f"the training loss became non-finite {where} (lr={config.lr:g}, epochs={config.epochs}, "
+        f"the training loss became non-finite (lr={config.lr:g}, epochs={config.epochs}, "
         f"batch_size={config.batch_size}, architecture={config.architecture}, width={config.width}, "
         f"method={config.method}): the run is stopped; choose a smaller lr")
 
