@@ -83,12 +83,12 @@ def check_memory(config, replicates: int, configs: int = 1, available: int | Non
     if needed > available:
         shape = f"R={int(replicates) * int(configs)} replicates x T={config.T} rounds, M={config.M}, d={config.d}"
         raise RunLimitError(
-            f"this run needs about {_size(needed)} of memory ({shape}), more than the {_size(available)} "
+            f"this run needs about {readable_bytes(needed)} of memory ({shape}), more than the {readable_bytes(available)} "
             f"available; use fewer replicates (--replicates) or rounds")
     return needed
 
 
-def _size(n: float) -> str:
+def readable_bytes(n: float) -> str:
     for unit in ("bytes", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"

@@ -70,8 +70,9 @@ FIELD_TYPES = {"format": str, "experiment": str, "scale": str, "seed": int, "rep
 MAX_MEMBERS = 100_000
 MAX_UNCOMPRESSED_BYTES = 2**31
 MAX_HEADER_BYTES = 2**24
-#: Array dtype kinds a results file may hold: bool, integers and floats (`summarise`'s statistics are floats).
-ARRAY_KINDS = "biuf"
+#: Array dtype kinds a results file may hold: bool, integers, floats (`summarise`'s statistics are floats)
+#: and fixed-width texts (the labels of a grid, e.g. ``grid/T1`` of ``predictions``).
+ARRAY_KINDS = "biufU"
 #: Header fields that identify a run: two files whose identities differ hold different runs
 #: (`identity`; the command line will not write over such a file without ``--force``).
 IDENTITY_FIELDS = ("format", "experiment", "scale", "seed", "replicates", "rounds", "labels", "configs",
@@ -330,10 +331,11 @@ def check_schema(header: dict, arrays: dict, path="results file") -> None:
         where = f"{path}: array {name!r}"
         if array.dtype.kind not in ARRAY_KINDS:
             raise ResultsFileError(f"{where} has dtype {array.dtype} ({_KIND_NAMES.get(array.dtype.kind, 'other')}); "
-                                   "a results file holds bools, integers and floats; the file is damaged")
+                                   "a results file holds bools, integers, floats and texts; the file is damaged")
         if name.rsplit("/", 1)[-1] in STATISTICS and array.dtype.kind != "f":
-            raise ResultsFileError(f"{where} is a summary over replicates but has dtype {array.dtype}, "
-                                   "not a float; the file is damaged")
+            raise ResultsFileError(f"{where} is a summary over replicates but has dtype {array.dtype} "
+                                   f"({_KIND_NAMES.get(array.dtype.kind, array.dtype.kind)}), not a float; "
+                                   "the file is damaged")
         if name in dtypes and np.dtype(dtypes[name]) != array.dtype:
             raise ResultsFileError(f"{where} has dtype {array.dtype}, the header says {dtypes[name]}; "
                                    "the file is damaged")

@@ -176,7 +176,7 @@ def test_a_version_2_header_without_shapes_is_refused(tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("replicates", -5), ("replicates", 0), ("seed", -1), ("rounds", 0), ("wall_time", -1.0),
-    ("labels", ["M2", "M2"]), ("labels", [3]), ("shapes", {"rounds": [-3]}), ("dtypes", {"rounds": "U3"}),
+    ("labels", ["M2", "M2"]), ("labels", [3]), ("shapes", {"rounds": [-3]}), ("dtypes", {"rounds": "c16"}),
     ("experiment", ""), ("seeds", [0, 0]), ("configs", {"M2": 5}), ("simulation_wall_times", {"M2": "x"}),
     ("seeds_per_piece", 0), ("scenarios", [""]),
 ])

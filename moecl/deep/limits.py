@@ -18,7 +18,8 @@ import math
 
 import torch
 
-from ..limits import RunLimitError, _size, available_bytes
+from ..limits import RunLimitError, available_bytes, readable_bytes
+from .methods import METHOD_CLASSES
 
 #: Most seeds one deep run (or one ``deep-methods`` run, `check_replicates`) may have.
 MAX_SEEDS = 10_000
@@ -69,14 +70,15 @@ def estimate_bytes(config, stream, seeds: int) -> dict[str, int]:
     tests = [len(task.test_labels) if config.test_samples is None else min(config.test_samples, len(task.test_labels))
              for task in stream]
     trains = [len(task.train_labels) for task in stream]
-    per_round = sum(trains) if config.method == "joint" else min(config.samples_per_round, max(trains))
+    method = METHOD_CLASSES[config.method]
+    per_round = sum(trains) if method.trains_on_everything_seen else min(config.samples_per_round, max(trains))
     batch = min(config.batch_size, per_round)
-    weights = R * M * P * 4 * (2 if config.method == "joint" else 1)  # joint keeps the initial weights
+    weights = R * M * P * 4 * (2 if method.trains_on_everything_seen else 1)  # joint keeps the initial weights
     training = R * (P * (4 * 4 + 8 * 2) + batch * A * 4 * 3 + per_round * image * 4 * 2)
     evaluation = sum(tests) * image * 4 + R * max(tests) * A * 4
     outputs = R * M * sum(tests) * (stream.num_outputs + D) * 8
     records = R * T * 8 * (2 * M * N + M + 5 + 5 * N)
-    gate_inputs = R * sum(tests) * max(config.gate_dim or 0, image) * 8 if config.method == "gate" else 0
+    gate_inputs = R * sum(tests) * max(config.gate_dim or 0, image) * 8 if method.keeps_gate_inputs else 0
     device = int(_HEADROOM * (weights + training + evaluation))
     host = int(_HEADROOM * (weights + training + evaluation + outputs + records + gate_inputs))
     return {"host": host, "device": device}
@@ -101,11 +103,11 @@ def check_run(config, stream, seeds, device=None, available: int | None = None) 
              f"T={config.T} rounds, {stream.N} task types")
     available = available_bytes() if available is None else int(available)
     if needed["host"] > available:
-        raise RunLimitError(f"this deep run needs about {_size(needed['host'])} of memory ({shape}), more than the "
-                            f"{_size(available)} available; use fewer seeds, experts, rounds or a smaller width")
+        raise RunLimitError(f"this deep run needs about {readable_bytes(needed['host'])} of memory ({shape}), more than the "
+                            f"{readable_bytes(available)} available; use fewer seeds, experts, rounds or a smaller width")
     if device is not None and torch.device(device).type == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         if needed["device"] > free:
-            raise RunLimitError(f"this deep run needs about {_size(needed['device'])} of GPU memory ({shape}), more "
-                                f"than the {_size(free)} free; use fewer seeds, experts or a smaller width")
+            raise RunLimitError(f"this deep run needs about {readable_bytes(needed['device'])} of GPU memory ({shape}), more "
+                                f"than the {readable_bytes(free)} free; use fewer seeds, experts or a smaller width")
     return needed

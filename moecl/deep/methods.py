@@ -175,6 +175,11 @@ class Method:
     single_network = True
     #: `moecl.deep.RoundRecords` fields (T, N) the method fills (NaN until it does; the others stay ``None``).
     optional_records: tuple = ()
+    #: Whether a round trains on every sample drawn so far and keeps the initial weights (memory,
+    #: `moecl.deep.limits`).
+    trains_on_everything_seen = False
+    #: Whether the method routes by gate inputs of every test image (memory, `moecl.deep.limits`).
+    keeps_gate_inputs = False
 
     def __init__(self, config, stream, context):
         self.config, self.stream, self.context = config, stream, context
@@ -247,6 +252,7 @@ class GateMethod(Method):
 
     name = "gate"
     single_network = False
+    keeps_gate_inputs = True
 
     def initial_state(self):
         M, d = self.config.M, self.context["gate_dim"]
@@ -408,6 +414,7 @@ class JointMethod(Method):
     """Joint training: one network refit from scratch, offline, on every sample drawn so far."""
 
     name = "joint"
+    trains_on_everything_seen = True
 
     def initial_state(self):
         return {"seen": {}}
