@@ -21,8 +21,12 @@ dark theme, at 1280 x 900. A page fails when (`PROBE`, `page_problems`):
 * **text**: an unresolved cross-reference role, a Python traceback or an absolute
   filesystem path in the visible text.
 
-Legends live inside the figures' PNG images, where the DOM cannot measure them; their
-size is fixed by the book's matplotlib style (moecl/styles, tests/test_plotting.py).
+* **legend**: a figure whose smallest legend text, as displayed, is below `MIN_LEGEND_PX`
+  CSS pixels. Legends live inside the PNG images, where the DOM cannot measure them:
+  `moecl.plotting.use_book_style` writes the smallest legend text size (in pixels of the
+  PNG) into each PNG a chapter draws, and the displayed size is that times the image's
+  displayed width over its natural width.
+
 A failing page is photographed (whole page, and each overflowing element) into the
 artefacts folder.
 
@@ -58,6 +62,10 @@ VIEWPORT = {"width": 1280, "height": 900}
 THEMES = ("light", "dark")
 #: A table column must hold at least this many characters per line.
 MIN_COLUMN_CHARS = 4
+#: Smallest legend text a reader is shown, in CSS pixels (8 pt at the figures' 100 dpi is 11 px).
+MIN_LEGEND_PX = 10.0
+#: The PNG text chunk moecl.plotting writes (moecl.plotting.LEGEND_PX_KEY).
+LEGEND_PX_KEY = "moecl:legend-min-px"
 #: Pixels of overflow tolerated (sub-pixel rounding).
 SLACK_PX = 1
 
@@ -262,7 +270,8 @@ PROBE = r"""
     if (!img.src.includes('/_images/')) continue;
     const figure = img.closest('figure');
     const caption = figure && figure.querySelector('figcaption');
-    figures.push({src: img.src, captioned: !!(caption && caption.innerText.trim()), where: where(img)});
+    figures.push({src: img.src, captioned: !!(caption && caption.innerText.trim()), where: where(img),
+                  shown: img.clientWidth, natural: img.naturalWidth});
   }
   const images = [...document.images].filter(shown).map(img => ({src: img.src, ok: img.complete && img.naturalWidth > 0}));
   const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
@@ -318,6 +327,35 @@ def link_problems(links: list[str], origin: str, html_dir: Path, id_cache: dict)
     return problems
 
 
+def legend_pixels(png: Path) -> float | None:
+    """The smallest legend text of a figure's PNG, in pixels of the image (None: no legend mark)."""
+    from PIL import Image
+
+    try:
+        with Image.open(png) as image:
+            value = getattr(image, "text", {}).get(LEGEND_PX_KEY)
+    except (OSError, ValueError):
+        return None
+    return float(value) if value else None
+
+
+def legend_problems(figures: list[dict], origin: str, html_dir: Path) -> list[str]:
+    """Figures whose smallest legend text is shown below `MIN_LEGEND_PX` CSS pixels."""
+    problems = []
+    for figure in figures:
+        parsed = urllib.parse.urlsplit(figure["src"])
+        if f"{parsed.scheme}://{parsed.netloc}" != origin or not figure.get("natural"):
+            continue
+        pixels = legend_pixels(html_dir / urllib.parse.unquote(parsed.path).lstrip("/"))
+        if pixels is None:
+            continue
+        shown = pixels * figure["shown"] / figure["natural"]
+        if shown < MIN_LEGEND_PX:
+            problems.append(f"legend: smallest legend text shown at {shown:.1f} px (< {MIN_LEGEND_PX:g} px) "
+                            f"{figure['where']}: {parsed.path.rsplit('/', 1)[-1]}")
+    return problems
+
+
 def page_problems(probe: dict, failed: list[str], origin: str, html_dir: Path, id_cache: dict) -> list[str]:
     """What is wrong with a page, one line each (the rule first: overflow, math, ...)."""
     problems = [f"overflow: {o['kind']} {o['where']} wider than its box by {o['excess']} px: {o['text']!r}"
@@ -330,6 +368,7 @@ def page_problems(probe: dict, failed: list[str], origin: str, html_dir: Path, i
     problems += [f"math: MathJax error: {error}" for error in probe["mathErrors"]]
     problems += [f"caption: figure without a caption {f['where']}: {f['src'].rsplit('/', 1)[-1]}"
                  for f in probe["figures"] if not f["captioned"]]
+    problems += legend_problems(probe["figures"], origin, html_dir)
     problems += [f"image: did not load: {image['src']}" for image in probe["images"] if not image["ok"]]
     problems += [f"request: {entry}" for entry in failed]
     problems += link_problems(probe["links"], origin, html_dir, id_cache)

@@ -118,7 +118,10 @@ def test_page_list_skips_copies_and_screenshot_names(tmp_path):
 # --------------------------------------------------------------------------- with a browser
 
 # pydata-sphinx-theme's own rule: the displayed equation's container scrolls (and clips).
-_THEME_CSS = "<style>mjx-container{overflow:auto} article{width:500px} td{padding:2px}</style>"
+# Its code in table cells may break anywhere, which is how SEED's method table came to squeeze a
+# column of code to about 3 characters per line.
+_THEME_CSS = ("<style>mjx-container{overflow:auto} article{width:500px} td{padding:2px} "
+              "td code{overflow-wrap:anywhere}</style>")
 
 
 def _tiny_site(root: Path) -> Path:
@@ -128,6 +131,9 @@ def _tiny_site(root: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from moecl import plotting
+
+    plotting.mark_legend_sizes()
     html = root / "site"
     (html / "_images").mkdir(parents=True)
     browser_check.install_mathjax(html, MATHJAX)
@@ -135,6 +141,14 @@ def _tiny_site(root: Path) -> Path:
     axes.plot([0, 1], [0, 1])
     figure.savefig(html / "_images" / "plot.png")
     plt.close(figure)
+    # Legends: 9 pt in a 4 in figure shown at its natural size (12.5 px), and 6 pt in a 14 in
+    # figure squeezed into the 500 px column (about 3 px), as the deep chapter's long-run figure was.
+    for name, inches, points in (("legend-ok.png", 4, 9), ("legend-small.png", 14, 6)):
+        figure, axes = plt.subplots(figsize=(inches, 2), dpi=100)
+        axes.plot([0, 1], [0, 1], label="one network, fine-tuned in turn")
+        axes.legend(fontsize=points)
+        figure.savefig(html / "_images" / name, dpi=100)
+        plt.close(figure)
     head = f'<script defer src="_static/mathjax/tex-mml-chtml.js"></script>{_THEME_CSS}'
     (html / "good.html").write_text(
         f"<html><head>{head}</head><body><article class='bd-article'><h1 id='top'>Good</h1>"
@@ -143,6 +157,8 @@ def _tiny_site(root: Path) -> Path:
         "<div class='math notranslate nohighlight' id='equation-short'>\\[a + b\\]</div>"
         "<table><tr><th>method</th><th>accuracy</th></tr><tr><td>SEED</td><td>0.93</td></tr></table>"
         "<figure><img src='_images/plot.png'><figcaption>Fig. 1 A plot.</figcaption></figure>"
+        "<figure><img src='_images/legend-ok.png' style='max-width:100%'><figcaption>Fig. 2 A legend."
+        "</figcaption></figure>"
         "<a href='good.html#top'>top</a></article></body></html>")
     long_equation = " + ".join(f"x_{{{k}}}^2" for k in range(60))
     (html / "bad.html").write_text(
@@ -152,6 +168,13 @@ def _tiny_site(root: Path) -> Path:
         "<table><tr><td>the paper's MoE, trained by the locality and load-balancing losses until termination</td>"
         "<td style='width: 1px'>fine tuning on its own samples</td>" + "<td>a long explanation of what this column holds</td>" * 4
         + "</tr></table>"
+        # SEED's table as it was: a column of code squeezed to a few characters per line.
+        "<table id='squeezed'><tr><th>method</th><th>value</th><th>what it does</th></tr><tr><td>SEED</td>"
+        "<td style='width:1px'><code>\"finetune_with_distillation\"</code></td>"
+        "<td>picks the expert whose class distributions overlap least with the new task's, "
+        "then fine-tunes only that expert on the task, with the others frozen</td></tr></table>"
+        "<figure><img src='_images/legend-small.png' style='max-width:100%'><figcaption>Fig. 3 Small."
+        "</figcaption></figure>"
         "<img src='_images/plot.png'><img src='_images/missing.png'>"
         "<p>Cited <span class='bibtex-citation'>[]</span>; see <a href='nowhere.html'>x</a> and "
         "<a href='good.html#gone'>y</a>; data in /home/runner/.cache/moecl.</p>"
@@ -170,10 +193,12 @@ def test_checker_in_chromium_on_a_tiny_site(tmp_path):
         assert by_view["good.html", theme].problems == [], by_view["good.html", theme].problems
         problems = by_view["bad.html", theme].problems
         rules = {problem.split(":")[0] for problem in problems}
-        assert {"overflow", "math", "caption", "image", "request", "link", "citation",
-                "text"} <= rules, problems
+        assert {"overflow", "squeezed column", "legend", "math", "caption", "image", "request", "link",
+                "citation", "text"} <= rules, problems
         text = "\n".join(problems)
         assert "equation #equation-long wider than its box" in text
+        assert "characters per line #squeezed" in text, problems
+        assert "legend-small.png" in text and "legend-ok.png" not in text
         assert "broken link" in text and "broken anchor" in text
         shot = artefacts / browser_check.screenshot_name("bad.html", theme)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
