@@ -57,16 +57,18 @@ MIN_LEGEND_PT = 8.0
 
 
 def shades(colour: str, n: int) -> list[str]:
-    """``n`` shades of ``colour``, light to dark, the colour itself in the middle (n odd) or
-    just past it: mixed with white (up to 55%) on the light side and with black (up to 40%)
-    on the dark side, so the shades differ in lightness, which colour-blind readers see."""
+    """``n`` shades of ``colour``, light to dark, so that they differ in lightness, which
+    colour-blind readers see: mixed with white (up to 55%) on the light side and with black
+    (up to 40%) on the dark side, the colour itself near the middle; a colour too dark to
+    darken (black) runs from 70% white to itself."""
     from matplotlib.colors import to_hex, to_rgb
 
     if n < 1:
         raise ValueError(f"need at least one shade, got n={n!r}")
     base = np.array(to_rgb(colour))
+    dark = float(base @ [0.2126, 0.7152, 0.0722]) < 0.15
     out = []
-    for mix in (np.linspace(0.55, -0.4, n) if n > 1 else [0.0]):
+    for mix in (np.linspace(0.7 if dark else 0.55, 0.0 if dark else -0.4, n) if n > 1 else [0.0]):
         target = np.ones(3) if mix > 0 else np.zeros(3)
         out.append(to_hex(base + abs(mix) * (target - base)))
     return out
@@ -177,6 +179,31 @@ def mark_legend_sizes() -> None:
 
     FigureCanvasBase.print_figure = print_figure
     _MARKED = True
+
+
+#: Paul Tol's "light" scheme (colour-blind safe, pale enough for filled cells): the colours of
+#: categories that are no concept of `COLOURS`, such as which ground truth an expert is closest to.
+TOL_LIGHT = ["#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00", "#DDDDDD"]
+
+
+def category_colours(n: int):
+    """A ``ListedColormap`` of ``n`` distinct categorical colours (`TOL_LIGHT`), for an image whose
+    cell values are the categories 0..n-1 (draw it with ``vmin=-0.5, vmax=n-0.5``) and a
+    `category_legend` beside it, not a continuous colour bar."""
+    from matplotlib.colors import ListedColormap
+
+    if not 1 <= n <= len(TOL_LIGHT):
+        raise ValueError(f"category_colours has {len(TOL_LIGHT)} colours, asked for n={n!r}")
+    return ListedColormap(TOL_LIGHT[:n], name=f"categories{n}")
+
+
+def category_legend(target, names, cmap, **legend_kwargs):
+    """A legend of one filled square per category, ``names[k]`` in colour ``cmap(k)``, on a figure
+    or an axes (``target.legend``); returns the legend."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=cmap(k), edgecolor="0.4", linewidth=0.5, label=name) for k, name in enumerate(names)]
+    return target.legend(handles=handles, **legend_kwargs)
 
 
 # --------------------------------------------------------------------------- names a reader knows

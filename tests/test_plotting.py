@@ -110,6 +110,8 @@ def test_shades_run_light_to_dark_around_the_colour():
     assert [_lightness(c) for c in five] == sorted((_lightness(c) for c in five), reverse=True)
     assert _lightness(five[0]) - _lightness(five[-1]) > 0.3  # told apart by lightness alone
     assert plotting.shades(blue, 1) == [blue.lower()]
+    grey = plotting.shades(plotting.COLOURS["single expert"], 8)
+    assert len(set(grey)) == 8 and grey[-1] == "#000000"
     with pytest.raises(ValueError, match="n=0"):
         plotting.shades(blue, 0)
 
@@ -283,3 +285,16 @@ def test_band_from_replicates_and_from_a_stored_summary_agree():
 def test_band_is_the_only_band_in_the_package():
     hits = [p for p in (ROOT / "moecl").rglob("*.py") if re.search(r"^def (summary_)?band\(", p.read_text(), re.M)]
     assert hits == [ROOT / "moecl" / "plotting.py"]
+
+
+def test_categories_are_distinct_pale_and_no_concept_colour():
+    cmap = plotting.category_colours(4)
+    colours = [cmap(k) for k in range(4)]
+    assert len({tuple(c) for c in colours}) == 4
+    concepts = [to_rgb(c) for c in plotting.COLOURS.values()]
+    assert min(_distance(c[:3], k) for c in colours for k in concepts) > 0.1
+    fig, ax = plt.subplots()
+    legend = plotting.category_legend(ax, ["truth 1", "truth 2", "truth 3", "truth 4"], cmap)
+    assert [t.get_text() for t in legend.get_texts()] == ["truth 1", "truth 2", "truth 3", "truth 4"]
+    with pytest.raises(ValueError, match="n=12"):
+        plotting.category_colours(12)
