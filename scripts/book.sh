@@ -2,8 +2,8 @@
 # Build and execute the whole book into _build/html (CPU, no downloads).
 #   bash scripts/book.sh          # the web pages: _build/html/index.html
 #   bash scripts/book.sh --pdf    # the whole book as one PDF: _build/latex/moecl-book.pdf
-#                                 # (needs LaTeX: apt-get install texlive-latex-recommended
-#                                 #  texlive-latex-extra texlive-fonts-recommended tex-gyre latexmk)
+#                                 # (needs XeLaTeX: apt-get install texlive-xetex texlive-latex-recommended
+#                                 #  texlive-latex-extra texlive-fonts-recommended fonts-freefont-otf xindy latexmk)
 # Warnings are errors (-W): a failing cell or a broken reference fails the build.
 # Execution is cached (_config.yml: execute_notebooks: cache, in _build/.jupyter_cache):
 # scripts/book_cache.py re-executes exactly the chapters whose inputs changed (all of them
@@ -18,9 +18,9 @@ cd "$(dirname "$0")/.."
 builder=()
 if [ "${1:-}" = "--pdf" ]; then
     shift
-    for tool in pdflatex latexmk; do
+    for tool in xelatex latexmk; do
         if ! command -v "$tool" >/dev/null 2>&1; then
-            echo "book: --pdf needs $tool (Debian: apt-get install texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended tex-gyre latexmk)" >&2
+            echo "book: --pdf needs $tool (Debian: apt-get install texlive-xetex texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended fonts-freefont-otf xindy latexmk)" >&2
             exit 1
         fi
     done

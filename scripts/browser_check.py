@@ -9,7 +9,8 @@ dark theme, at 1280 x 900. A page fails when (`PROBE`, `page_problems`):
   that clips, not the outer ``div.math`` that holds the number), of a visible code block
   or output (``pre``) or of a table is wider than its box (``scrollWidth > clientWidth``);
 * **squeezed column**: a table cell narrower than `MIN_COLUMN_CHARS` characters whose
-  text wraps;
+  own text wraps onto more than one line (a narrow cell of one short number in a row made
+  tall by its neighbours is not squeezed);
 * **math**: a MathJax error (``mjx-merror``), a math element MathJax did not render, or
   raw TeX left in the visible text;
 * **caption**: a figure image (``_images/``) outside a ``<figure>`` with a caption;
@@ -261,9 +262,21 @@ PROBE = r"""
     const style = getComputedStyle(cell);
     const width = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     const chars = width / (0.55 * parseFloat(style.fontSize));
-    const lineHeight = parseFloat(style.lineHeight) || 1.4 * parseFloat(style.fontSize);
-    const lines = (cell.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom)) / lineHeight;
-    if (chars < minChars && lines > 1.6) squeezed.push({chars: Math.round(chars * 10) / 10, where: where(cell), text: text(cell)});
+    if (chars >= minChars) continue;
+    // The lines the cell's own text is broken into (not the row's height, which a taller
+    // neighbour sets): the distinct tops of its text fragments (math has no text nodes).
+    const tops = [];
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (!node.textContent.trim() || node.parentElement.closest('mjx-container')) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      for (const rect of range.getClientRects()) if (rect.width > 0) tops.push(rect.top);
+    }
+    tops.sort((a, b) => a - b);
+    let lines = tops.length ? 1 : 0;
+    for (let k = 1; k < tops.length; k++) if (tops[k] - tops[k - 1] > 0.5 * parseFloat(style.fontSize)) lines++;
+    if (lines > 1) squeezed.push({chars: Math.round(chars * 10) / 10, lines, where: where(cell), text: text(cell)});
   }
   const figures = [];
   for (const img of article.querySelectorAll('img')) {

@@ -156,6 +156,9 @@ def _tiny_site(root: Path) -> Path:
         "<span class='bibtex-citation'>[<a href='good.html#top'>Li et al., 2025</a>]</span>.</p>"
         "<div class='math notranslate nohighlight' id='equation-short'>\\[a + b\\]</div>"
         "<table><tr><th>method</th><th>accuracy</th></tr><tr><td>SEED</td><td>0.93</td></tr></table>"
+        # A narrow column of short numbers in rows that a long neighbour makes tall is not squeezed.
+        "<table><tr><td style='width:1px'>8</td><td>" + "a cell long enough to wrap over several lines " * 4
+        + "</td></tr></table>"
         "<figure><img src='_images/plot.png'><figcaption>Fig. 1 A plot.</figcaption></figure>"
         "<figure><img src='_images/legend-ok.png' style='max-width:100%'><figcaption>Fig. 2 A legend."
         "</figcaption></figure>"
