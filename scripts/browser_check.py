@@ -113,12 +113,24 @@ def have_playwright() -> bool:
 # --------------------------------------------------------------------------- building
 
 
+def book_stems() -> list[str]:
+    """The book's pages in the order of _toc.yml (``book/intro``, ...)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [chapter["file"] for part in toc.get("parts", []) for chapter in part["chapters"]]
+
+
+def missing_executed(executed: Path) -> list[str]:
+    """The chapters with code that have no executed notebook in ``executed`` (conftest.py
+    writes one only when every code cell of the chapter passed under nbval)."""
+    return [stem for stem in book_stems() if not (Path(executed) / f"{stem}.ipynb").is_file()
+            and "{code-cell}" in (ROOT / f"{stem}.md").read_text()]
+
+
 def executed_sources(executed: Path, out_dir: Path) -> Path | None:
     """A copy of the book's sources whose chapters are the executed notebooks in ``executed``
     (``book/<chapter>.ipynb``, written by the test session: conftest.py). None when a
     chapter with code has no executed notebook."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    stems = [toc["root"]] + [chapter["file"] for part in toc.get("parts", []) for chapter in part["chapters"]]
+    stems = book_stems()
     source = Path(out_dir) / "source"
     if source.exists():
         shutil.rmtree(source)
