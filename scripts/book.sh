@@ -31,7 +31,7 @@ bash scripts/install.sh
     --repository "${MOECL_REPOSITORY:-${GITHUB_REPOSITORY:-}}" --pdf-url "${MOECL_PDF_URL:-}"
 .venv/bin/python scripts/book_cache.py prepare
 # No MPLBACKEND here: with Agg forced the kernels would not capture figures.
-.venv/bin/jupyter-book build . --config _build/_config.build.yml "${builder[@]}" -W --keep-going "$@"
+.venv/bin/jupyter-book build . -W --keep-going --config _build/_config.build.yml "${builder[@]}" "$@"
 .venv/bin/python scripts/book_cache.py commit
 if [ ${#builder[@]} -gt 0 ]; then
     echo "book: the PDF is _build/latex/moecl-book.pdf" >&2

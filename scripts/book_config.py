@@ -1,6 +1,6 @@
 """The configuration a build of the book uses: _config.yml, completed for where it is published.
 
-_config.yml names a placeholder repository (``https://github.com/moecl/moecl``). Its Binder,
+_config.yml names a placeholder repository (its ``repository.url``). Its Binder,
 source, edit and issue buttons would point nowhere, so a build is given a configuration
 written from it (scripts/book.sh passes it to ``jupyter-book build --config``):
 
