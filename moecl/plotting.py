@@ -37,10 +37,12 @@ OKABE_ITO = {
 #: Neutral grey for references (random routing, chance, a bound).
 GREY = "#8C8C8C"
 
-#: One colour per concept, the same in every chapter. Draw the reference curves
-#: (random routing, chance) dotted or dashed as well as grey.
+#: One colour per concept, the same in every chapter, and no colour for anything else: a
+#: curve that is none of these concepts (a variant of one, a value of M) gets a shade of its
+#: concept's colour (`shades`, `colours_for`), never another concept's colour. Draw the
+#: reference curves (random routing, chance) dotted or dashed as well as grey.
 COLOURS = {
-    "single expert": OKABE_ITO["black"],
+    "single expert": OKABE_ITO["black"],  # also the deep chapters' one network fine-tuned in turn
     "MoE, termination": OKABE_ITO["blue"],
     "MoE, no termination": OKABE_ITO["vermillion"],
     "theory": OKABE_ITO["bluish green"],  # closed forms, the phase model, the paper's bounds
@@ -50,35 +52,210 @@ COLOURS = {
     "random routing": GREY,
 }
 
+#: Smallest legend text, in points at the book's figure dpi (`legend_sizes`, `use_book_style`).
+MIN_LEGEND_PT = 8.0
+
+
+def shades(colour: str, n: int) -> list[str]:
+    """``n`` shades of ``colour``, light to dark, so that they differ in lightness, which
+    colour-blind readers see: mixed with white (up to 55%) on the light side and with black
+    (up to 40%) on the dark side, the colour itself near the middle; a colour too dark to
+    darken (black) runs from 70% white to itself."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    if n < 1:
+        raise ValueError(f"need at least one shade, got n={n!r}")
+    base = np.array(to_rgb(colour))
+    dark = float(base @ [0.2126, 0.7152, 0.0722]) < 0.15
+    out = []
+    for mix in (np.linspace(0.7 if dark else 0.55, 0.0 if dark else -0.4, n) if n > 1 else [0.0]):
+        target = np.ones(3) if mix > 0 else np.zeros(3)
+        out.append(to_hex(base + abs(mix) * (target - base)))
+    return out
+
+
+def colours_for(labels, concept: str = "MoE, termination") -> dict[str, str]:
+    """``{label: colour}`` for the curves of one figure.
+
+    A label named in `COLOURS` gets its fixed colour; the other labels (variants of one
+    concept: the re-opening rules of a gate, the balancing losses, ...) get distinct shades
+    of ``concept``'s colour (`shades`), never the colour of another concept.
+    """
+    labels = list(labels)
+    if concept not in COLOURS:
+        raise ValueError(f"unknown concept {concept!r}; the concepts are {sorted(COLOURS)}")
+    others = [label for label in labels if label not in COLOURS]
+    found = {label: COLOURS[label] for label in labels if label in COLOURS}
+    if others:
+        taken = set(found.values())
+        palette = [c for c in shades(COLOURS[concept], len(others) + 1) if c not in taken]
+        if COLOURS[concept] not in taken:
+            palette = [COLOURS[concept]] + [c for c in palette if c != COLOURS[concept]]
+        found.update(zip(others, palette))
+    return {label: found[label] for label in labels}
+
+
+def expert_count_colours(Ms, concept: str = "MoE, termination") -> dict[int, str]:
+    """``{M: colour}``: the numbers of experts as shades of one concept's colour, lighter for
+    fewer experts; ``M = 1`` is the single expert (black)."""
+    Ms = sorted({int(M) for M in Ms})
+    many = [M for M in Ms if M > 1]
+    colours = dict(zip(many, shades(COLOURS[concept], len(many)))) if many else {}
+    if 1 in Ms:
+        colours[1] = COLOURS["single expert"]
+    return {M: colours[M] for M in Ms}
+
+
 def style_path() -> str:
     """Path of the style file shipped with the package (``moecl/styles/moecl.mplstyle``)."""
     return str(resources.files("moecl") / "styles" / "moecl.mplstyle")
 
 
 def use_book_style() -> None:
-    """Apply the book's figure style to every figure drawn after this call."""
+    """Apply the book's figure style to every figure drawn after this call, and record in
+    every PNG drawn after it the size of its smallest legend text (`mark_legend_sizes`), which
+    the book's browser check reads to judge it at the size the reader sees."""
     import matplotlib.pyplot as plt
 
     plt.style.use(style_path())
+    mark_legend_sizes()
 
 
-def colours_for(labels) -> dict[str, str]:
-    """``{label: colour}`` for the curves of one figure.
+# --------------------------------------------------------------------------- legible legends
 
-    A label named in `COLOURS` gets its fixed colour; every other label gets the next
-    palette colour that no label of this figure uses yet (so a figure never shows one
-    colour twice while there are colours left).
+#: PNG text keys written by `mark_legend_sizes`: the smallest legend text in points, and in
+#: pixels of the PNG image (points x dpi / 72).
+LEGEND_PT_KEY, LEGEND_PX_KEY = "moecl:legend-min-pt", "moecl:legend-min-px"
+
+
+def legend_sizes(figure) -> list[tuple[str, float]]:
+    """``(text, size in points)`` of every text of every legend of ``figure`` (figure legends
+    and axes legends, titles included), smallest first."""
+    legends = list(figure.legends) + [ax.get_legend() for ax in figure.get_axes()]
+    found = []
+    for legend in legends:
+        if legend is None or not legend.get_visible():
+            continue
+        texts = list(legend.get_texts()) + ([legend.get_title()] if legend.get_title().get_text() else [])
+        found += [(text.get_text(), float(text.get_fontsize())) for text in texts if text.get_text()]
+    return sorted(found, key=lambda item: item[1])
+
+
+def small_legend_text(figure, min_pt: float = MIN_LEGEND_PT) -> list[str]:
+    """The legend texts of ``figure`` below ``min_pt`` points, one line each (empty: readable)."""
+    return [f"legend text {text!r} at {size:g} pt (< {min_pt:g} pt)" for text, size in legend_sizes(figure)
+            if size < min_pt]
+
+
+_MARKED = False
+
+
+def mark_legend_sizes() -> None:
+    """From now on every PNG matplotlib writes (the inline figures of a chapter included) carries
+    its smallest legend text size as PNG text chunks (`LEGEND_PT_KEY`, `LEGEND_PX_KEY`).
+
+    Matplotlib has no hook for "a figure is being written"; this wraps
+    ``FigureCanvasBase.print_figure`` once (idempotent), adding PNG ``metadata`` only when the
+    figure has a legend and the caller gave no metadata of its own.
     """
-    labels = list(labels)
-    taken = {COLOURS[label] for label in labels if label in COLOURS}
-    free = [colour for colour in OKABE_ITO.values() if colour not in taken]
-    found = {}
-    for label in labels:
-        if label in COLOURS:
-            found[label] = COLOURS[label]
-        else:
-            found[label] = free.pop(0) if free else GREY
-    return found
+    global _MARKED
+    if _MARKED:
+        return
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    original = FigureCanvasBase.print_figure
+
+    def print_figure(self, filename, dpi=None, *args, **kwargs):
+        fmt = kwargs.get("format") or (str(filename).rsplit(".", 1)[-1] if isinstance(filename, (str, bytes)) and "." in str(filename) else None)
+        if (fmt or matplotlib.rcParams["savefig.format"]) == "png" and "metadata" not in kwargs:
+            sizes = legend_sizes(self.figure)
+            if sizes:
+                chosen = dpi if dpi is not None else matplotlib.rcParams["savefig.dpi"]
+                chosen = self.figure.dpi if chosen in (None, "figure") else float(chosen)
+                smallest = sizes[0][1]
+                kwargs["metadata"] = {LEGEND_PT_KEY: f"{smallest:g}", LEGEND_PX_KEY: f"{smallest * chosen / 72:.2f}"}
+        return original(self, filename, dpi, *args, **kwargs)
+
+    FigureCanvasBase.print_figure = print_figure
+    _MARKED = True
+
+
+#: Paul Tol's "light" scheme (colour-blind safe, pale enough for filled cells): the colours of
+#: categories that are no concept of `COLOURS`, such as which ground truth an expert is closest to.
+TOL_LIGHT = ["#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00", "#DDDDDD"]
+
+
+def category_colours(n: int):
+    """A ``ListedColormap`` of ``n`` distinct categorical colours (`TOL_LIGHT`), for an image whose
+    cell values are the categories 0..n-1 (draw it with ``vmin=-0.5, vmax=n-0.5``) and a
+    `category_legend` beside it, not a continuous colour bar."""
+    from matplotlib.colors import ListedColormap
+
+    if not 1 <= n <= len(TOL_LIGHT):
+        raise ValueError(f"category_colours has {len(TOL_LIGHT)} colours, asked for n={n!r}")
+    return ListedColormap(TOL_LIGHT[:n], name=f"categories{n}")
+
+
+def category_legend(target, names, cmap, **legend_kwargs):
+    """A legend of one filled square per category, ``names[k]`` in colour ``cmap(k)``, on a figure
+    or an axes (``target.legend``); returns the legend."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=cmap(k), edgecolor="0.4", linewidth=0.5, label=name) for k, name in enumerate(names)]
+    return target.legend(handles=handles, **legend_kwargs)
+
+
+# --------------------------------------------------------------------------- names a reader knows
+
+_METHOD_NAMES = {"finetune": "one network, fine-tuned in turn", "replay": "one network with replay",
+                 "joint": "joint training", "single": "single expert"}
+
+
+def reader_name(label: str) -> str:
+    """The name a reader knows for a run's internal label: ``gate-M4-no-termination`` ->
+    "MoE gate, M = 4, no termination", ``seed-M8`` -> "SEED, M = 8", ``M8-noterm`` ->
+    "M = 8, no termination", ``M1`` -> "single expert", ``finetune`` -> "one network,
+    fine-tuned in turn" (labels of `moecl.experiments`: deep_methods and paper)."""
+    import re
+
+    if label in _METHOD_NAMES:
+        return _METHOD_NAMES[label]
+    match = re.fullmatch(r"(?:(gate|seed)-)?M(\d+)(-no-?term(?:ination)?)?", label)
+    if match is None:
+        raise ValueError(f"no reader's name for the label {label!r}")
+    method, M, no_termination = match.group(1), int(match.group(2)), bool(match.group(3))
+    if method is None and M == 1:
+        return "single expert"
+    if method == "seed":
+        if no_termination:
+            raise ValueError(f"no reader's name for the label {label!r} (SEED has no termination)")
+        return f"SEED, M = {M}"
+    prefix = "MoE gate, " if method == "gate" else ""
+    return f"{prefix}M = {M}, {'no termination' if no_termination else 'termination'}"
+
+
+def concept_of(label: str) -> str:
+    """The concept of `COLOURS` a run's internal label belongs to (see `reader_name`)."""
+    name = reader_name(label)
+    if name.startswith(("one network", "single expert")):
+        return "single expert"
+    if name == "joint training":
+        return "joint training"
+    if name.startswith("SEED"):
+        return "SEED"
+    return "MoE, no termination" if name.endswith("no termination") else "MoE, termination"
+
+
+def method_style(label: str) -> dict:
+    """``color``, ``linestyle`` and ``label`` (the reader's name) for a run's internal label:
+    the colour of its concept, solid for M <= 4, dashed for M = 8, dotted above."""
+    import re
+
+    match = re.search(r"M(\d+)", label)
+    M = int(match.group(1)) if match else 1
+    linestyle = "-" if M <= 4 else "--" if M == 8 else ":"
+    return {"color": COLOURS[concept_of(label)], "linestyle": linestyle, "label": reader_name(label)}
 
 
 # --------------------------------------------------------------------------- heatmaps

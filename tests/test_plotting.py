@@ -80,13 +80,131 @@ def test_concepts_have_distinct_fixed_colours():
     assert {c.upper() for c in colours} <= allowed  # colour-blind-safe palette only
 
 
-def test_colours_for_keeps_fixed_colours_and_never_repeats():
+def test_colours_for_keeps_fixed_colours_and_gives_others_shades_of_one_concept():
     found = plotting.colours_for(["frozen", "single expert", "window", "MoE, termination", "strikes"])
     assert found["single expert"] == plotting.COLOURS["single expert"]
     assert found["MoE, termination"] == plotting.COLOURS["MoE, termination"]
     assert len(set(found.values())) == 5
-    many = plotting.colours_for([f"x{k}" for k in range(12)])
-    assert len(set(list(many.values())[:8])) == 8 and many["x11"] == plotting.GREY
+    concept_colours = {c.upper() for c in plotting.COLOURS.values()}
+    # One colour per concept: a label that is no concept never gets another concept's colour
+    # (synthetic.md's "M = 2" was vermillion, the colour of "no termination").
+    for labels in (["M = 2", "M = 4", "M = 16"], [f"x{k}" for k in range(6)]):
+        for concept in ("MoE, termination", "SEED"):
+            colours = plotting.colours_for(labels, concept=concept)
+            assert len(set(colours.values())) == len(labels)
+            others = concept_colours - {plotting.COLOURS[concept].upper()}
+            assert not {c.upper() for c in colours.values()} & others, colours
+    with pytest.raises(ValueError, match="unknown concept 'MoE'"):
+        plotting.colours_for(["a"], concept="MoE")
+
+
+def _lightness(colour):
+    r, g, b = to_rgb(colour)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_shades_run_light_to_dark_around_the_colour():
+    blue = plotting.COLOURS["MoE, termination"]
+    five = plotting.shades(blue, 5)
+    assert len(set(five)) == 5
+    assert [_lightness(c) for c in five] == sorted((_lightness(c) for c in five), reverse=True)
+    assert _lightness(five[0]) - _lightness(five[-1]) > 0.3  # told apart by lightness alone
+    assert plotting.shades(blue, 1) == [blue.lower()]
+    grey = plotting.shades(plotting.COLOURS["single expert"], 8)
+    assert len(set(grey)) == 8 and grey[-1] == "#000000"
+    with pytest.raises(ValueError, match="n=0"):
+        plotting.shades(blue, 0)
+
+
+def test_expert_count_colours_single_expert_black_and_more_experts_darker():
+    colours = plotting.expert_count_colours([16, 1, 2, 4, 8])
+    assert list(colours) == [1, 2, 4, 8, 16]
+    assert colours[1] == plotting.COLOURS["single expert"]
+    light = [_lightness(colours[M]) for M in (2, 4, 8, 16)]
+    assert light == sorted(light, reverse=True) and len(set(light)) == 4
+    assert not {colours[M] for M in (2, 4, 8, 16)} & {plotting.COLOURS["MoE, no termination"]}
+
+
+@pytest.mark.parametrize("label, name, concept, linestyle", [
+    ("gate-M4-no-termination", "MoE gate, M = 4, no termination", "MoE, no termination", "-"),
+    ("gate-M8", "MoE gate, M = 8, termination", "MoE, termination", "--"),
+    ("seed-M4", "SEED, M = 4", "SEED", "-"),
+    ("finetune", "one network, fine-tuned in turn", "single expert", "-"),
+    ("joint", "joint training", "joint training", "-"),
+    ("M1", "single expert", "single expert", "-"),
+    ("M8-noterm", "M = 8, no termination", "MoE, no termination", "--"),
+    ("M16", "M = 16, termination", "MoE, termination", ":"),
+])
+def test_reader_names_and_styles_of_internal_labels(label, name, concept, linestyle):
+    assert plotting.reader_name(label) == name
+    assert plotting.concept_of(label) == concept
+    assert plotting.method_style(label) == {"color": plotting.COLOURS[concept], "linestyle": linestyle, "label": name}
+
+
+def test_reader_name_refuses_an_unknown_label():
+    with pytest.raises(ValueError, match="'gate-X'"):
+        plotting.reader_name("gate-X")
+    with pytest.raises(ValueError, match="SEED has no termination"):
+        plotting.reader_name("seed-M4-no-termination")
+
+
+def test_every_label_of_the_experiments_has_a_reader_name():
+    from moecl.experiments.deep_methods import DEEP_METHODS, LONG_METHODS
+
+    for label in list(DEEP_METHODS) + list(LONG_METHODS) + ["M1", "M2", "M4", "M8", "M16", "M8-noterm", "M4-noterm"]:
+        name = plotting.reader_name(label)
+        assert "-" not in name.replace("fine-tuned", ""), (label, name)  # no internal id left
+
+
+# --------------------------------------------------------------------------- legible legends
+
+
+def test_small_legend_text_is_found_in_figure_and_axes_legends():
+    plotting.use_book_style()
+    fig, axes = plt.subplots(1, 2)
+    axes[0].plot([0, 1], label="a")
+    axes[0].legend()  # the style's 9 pt
+    axes[1].plot([0, 1], label="b")
+    axes[1].legend(fontsize=6, title="t")
+    assert plotting.small_legend_text(fig) == ["legend text 'b' at 6 pt (< 8 pt)"]
+    fig.legend(["c"], fontsize=7)
+    assert len(plotting.small_legend_text(fig)) == 2
+    assert plotting.legend_sizes(fig)[0] == ("b", 6.0)
+
+
+def test_pngs_carry_their_smallest_legend_size(tmp_path):
+    from PIL import Image
+
+    plotting.use_book_style()
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.plot([0, 1], label="a")
+    ax.legend(fontsize=7.5)
+    fig.savefig(tmp_path / "a.png", dpi=144)
+    fig.savefig(tmp_path / "b.png", dpi=144, metadata={"Title": "mine"})  # the caller's metadata wins
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    fig.savefig(tmp_path / "c.png")
+    with Image.open(tmp_path / "a.png") as image:
+        assert image.text[plotting.LEGEND_PT_KEY] == "7.5"
+        assert float(image.text[plotting.LEGEND_PX_KEY]) == pytest.approx(7.5 * 144 / 72, abs=0.01)
+    with Image.open(tmp_path / "b.png") as image:
+        assert plotting.LEGEND_PX_KEY not in image.text and image.text["Title"] == "mine"
+    with Image.open(tmp_path / "c.png") as image:
+        assert plotting.LEGEND_PX_KEY not in image.text  # no legend, no mark
+
+
+def test_the_inline_backend_marks_its_pngs():
+    """The chapters' figures reach the book through IPython's print_figure (the inline backend)."""
+    from IPython.core.pylabtools import print_figure
+    from PIL import Image
+    import io
+
+    plotting.use_book_style()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], label="a")
+    ax.legend()
+    with Image.open(io.BytesIO(print_figure(fig, "png"))) as image:
+        assert float(image.text[plotting.LEGEND_PX_KEY]) == pytest.approx(9 * fig.dpi / 72, abs=0.01)
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -167,3 +285,16 @@ def test_band_from_replicates_and_from_a_stored_summary_agree():
 def test_band_is_the_only_band_in_the_package():
     hits = [p for p in (ROOT / "moecl").rglob("*.py") if re.search(r"^def (summary_)?band\(", p.read_text(), re.M)]
     assert hits == [ROOT / "moecl" / "plotting.py"]
+
+
+def test_categories_are_distinct_pale_and_no_concept_colour():
+    cmap = plotting.category_colours(4)
+    colours = [cmap(k) for k in range(4)]
+    assert len({tuple(c) for c in colours}) == 4
+    concepts = [to_rgb(c) for c in plotting.COLOURS.values()]
+    assert min(_distance(c[:3], k) for c in colours for k in concepts) > 0.1
+    fig, ax = plt.subplots()
+    legend = plotting.category_legend(ax, ["truth 1", "truth 2", "truth 3", "truth 4"], cmap)
+    assert [t.get_text() for t in legend.get_texts()] == ["truth 1", "truth 2", "truth 3", "truth 4"]
+    with pytest.raises(ValueError, match="n=12"):
+        plotting.category_colours(12)
