@@ -228,3 +228,57 @@ def test_deep_paper_refuses_what_it_sets_and_a_long_run_too_short():
 def test_the_long_preset_gives_the_gate_five_explorations():
     config = deep.DeepConfig(M=5)
     assert deep_paper.PAPER_SCALES["long"].rounds >= 5 * config.T1
+
+
+# --------------------------------------------------------------------------- the verdicts of book/deep_paper.md
+
+
+def _stored_like(rng, R=10, shift=None):
+    """Arrays shaped as a stored deep-paper run, every summary noise around 0 unless ``shift`` moves it."""
+    arrays = {}
+    for label in deep_paper.PAPER_METHODS:
+        for key in ("routing_switches", "task/forgetting", "task/generalization", "task/average_accuracy"):
+            arrays[f"{label}/{key}"] = rng.normal(0, 1, R) + (shift or {}).get((label, key), 0.0)
+    return arrays
+
+
+def test_paper_verdicts_read_each_claim_from_its_paired_interval():
+    rng = np.random.default_rng(0)
+    shift = {("gate-M3-no-termination", "routing_switches"): 10.0, ("gate-M5-no-termination", "routing_switches"): 10.0,
+             ("finetune", "task/forgetting"): 10.0, ("finetune", "task/generalization"): 10.0,
+             ("gate-M3", "task/average_accuracy"): 10.0, ("gate-M5", "task/average_accuracy"): 10.0}
+    rows = deep_paper.paper_verdicts(_stored_like(rng, shift=shift))
+    assert len(rows) == 2 * len(deep_paper.PAPER_CLAIMS) + len(deep_paper.MORE_EXPERTS_CLAIMS)
+    assert all(row["holds"] for row in rows), [row for row in rows if not row["holds"]]
+    more = [row for row in rows if row["claim"].startswith("more experts")]
+    assert {(row["a"], row["b"], row["M"]) for row in more} == {("gate-M5", "gate-M3", 5)}
+    assert all(row["sign"] == 0 for row in more)  # gate-M5 and gate-M3 differ by noise only: not settled
+
+
+def test_paper_verdicts_say_so_when_a_claim_fails():
+    rng = np.random.default_rng(1)
+    shift = {("gate-M3", "task/forgetting"): 10.0,  # the mixture forgets more
+             ("gate-M5", "task/average_accuracy"): 10.0}  # M = 5 settled more accurate than M = 3
+    rows = {(row["claim"], row["M"]): row for row in deep_paper.paper_verdicts(_stored_like(rng, shift=shift))}
+    forgets = rows["the mixture forgets less than one network (F_T)", 3]
+    assert forgets["sign"] == -1 and not forgets["holds"]
+    assert not rows["more experts need not help (A_T)", 5]["holds"]
+    assert rows["termination stabilises the loads", 3]["sign"] == 0  # no shift: not settled, so not shown to hold
+    assert not rows["termination stabilises the loads", 3]["holds"]
+
+
+def test_detectable_difference_is_the_t_test_at_eighty_percent_power():
+    """Simulated paired t-tests at n = 10: an effect of the stated size is detected about 80% of the time."""
+    from scipy import stats
+
+    sd, n = 1.0, 10
+    effect = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+    differences = np.random.default_rng(2).normal(0, sd, n)
+    assert math.isclose(deep_paper.detectable_difference(differences),
+                        effect * differences.std(ddof=1) / sd, rel_tol=1e-12)
+    samples = np.random.default_rng(3).normal(effect, sd, (4000, n))
+    t = samples.mean(axis=1) / (samples.std(axis=1, ddof=1) / math.sqrt(n))
+    power = np.mean(t > stats.t.ppf(0.975, n - 1))
+    assert abs(power - 0.8) < 4 * math.sqrt(0.8 * 0.2 / 4000) + 0.02  # the approximation is within 2 points
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        deep_paper.detectable_difference([0.3])

@@ -15,6 +15,7 @@ routing summaries (`routing_switch_rate`, `expert_loads`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -40,8 +41,8 @@ PAPER_METHODS = {
 
 #: Size presets of ``deep-paper``: ``ci`` (a few rounds of tiny networks: the mechanics only, seconds),
 #: ``paper`` (the paper's T = 60) and ``long`` (T = 100 >= 5 T1 = 85 for M = 5, `deep_methods.MIN_ROUNDS_PER_T1`).
-PAPER_SCALES = {"ci": Scale(replicates=2, rounds=6), "paper": Scale(replicates=30, rounds=60),
-                "long": Scale(replicates=20, rounds=100)}
+PAPER_SCALES = {"ci": Scale(replicates=2, rounds=6), "paper": Scale(replicates=10, rounds=60),
+                "long": Scale(replicates=5, rounds=100)}
 
 
 #: `moecl.deep.DeepConfig` fields of every method (**book choices** where the paper is silent, book/choices.md):
@@ -101,6 +102,72 @@ def expert_loads(experts, M: int) -> np.ndarray:
     return np.cumsum(onehot, axis=0) / np.arange(1, len(experts) + 1)[:, None]
 
 
+#: The paper's figure-level claims the stored runs test, one row per M: (claim, array suffix, a, b, sign), read
+#: from the paired differences a - b over seeds (`moecl.report.paired_verdict`, 95% t-interval): the claim holds
+#: when the interval settles that sign (+1: above 0). The paper's round rule (scenario ``task``): each task scored by the expert that learned it, F_T and G_T on the
+#: test loss (its forgetting and generalization error), A_T the mean final accuracy.
+PAPER_CLAIMS = (
+    ("termination stabilises the loads", "routing_switches", "gate-M{M}-no-termination", "gate-M{M}", 1),
+    ("the mixture forgets less than one network (F_T)", "task/forgetting", "finetune", "gate-M{M}", 1),
+    ("the mixture has a lower test error than one network (G_T)", "task/generalization", "finetune", "gate-M{M}", 1),
+    ("the mixture is more accurate than one network (A_T)", "task/average_accuracy", "gate-M{M}", "finetune", 1),
+)
+
+
+#: "More experts need not help": the larger mixture minus the smaller, in G_T and A_T, with the sign that would
+#: mean "better" (lower G_T: -1; higher A_T: +1); the claim holds unless the interval settles that sign.
+MORE_EXPERTS_CLAIMS = (
+    ("more experts need not help (G_T)", "task/generalization", -1),
+    ("more experts need not help (A_T)", "task/average_accuracy", 1),
+)
+
+
+def detectable_difference(differences, power: float = 0.8) -> float:
+    """The paired difference a two-sided 95% t-test over these seeds detects with probability ``power``.
+
+    ``(t_{0.975, n-1} + t_{power, n-1}) sd / sqrt(n)`` for the n per-seed differences and their
+    standard deviation sd: a claim "not settled" at this many seeds rules out effects about this large.
+    """
+    from scipy import stats
+
+    differences = np.asarray(differences, dtype=float)
+    n = len(differences)
+    if n < 2:
+        raise ValueError(f"a detectable difference needs at least 2 seeds, got {n}")
+    return float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(power, n - 1)) * differences.std(ddof=1) / math.sqrt(n))
+
+
+def paper_verdicts(arrays, experts=(3, 5)) -> list[dict]:
+    """The paper's claims (`PAPER_CLAIMS`, `MORE_EXPERTS_CLAIMS`) tested on a stored ``deep-paper`` run.
+
+    One dict per claim and M (the larger M for "more experts"): ``claim``, ``M``, ``a``, ``b`` (labels),
+    ``key``, ``mean`` and ``half``
+    (the paired a - b over seeds and the half-width of its 95% t-interval), ``sign`` (+1, -1, 0: not
+    settled), ``holds`` (bool) and ``detectable`` (the difference detected with 80% power,
+    `detectable_difference`). Labels missing from ``arrays`` are skipped.
+    """
+    from .. import report
+
+    rows = []
+
+    def add(claim, M, a, b, key, holds_when=None, refuted_when=None):
+        if f"{a}/{key}" not in arrays or f"{b}/{key}" not in arrays:
+            return
+        first, second = np.asarray(arrays[f"{a}/{key}"], float), np.asarray(arrays[f"{b}/{key}"], float)
+        mean, half, sign = report.paired_verdict(first, second)
+        holds = sign == holds_when if refuted_when is None else sign != refuted_when
+        rows.append(dict(claim=claim, M=M, a=a, b=b, key=key, mean=mean, half=half, sign=sign, holds=bool(holds),
+                         detectable=detectable_difference(first - second)))
+
+    for claim, key, a, b, direction in PAPER_CLAIMS:
+        for M in experts:
+            add(claim, M, a.format(M=M), b.format(M=M), key, holds_when=direction)
+    small, large = min(experts), max(experts)
+    for claim, key, better in MORE_EXPERTS_CLAIMS:
+        add(claim, large, f"gate-M{large}", f"gate-M{small}", key, refuted_when=better)
+    return rows
+
+
 def _routing_arrays(label: str, spec: tuple, arrays: dict, T: int, N: int) -> dict:
     """Per seed (R,): the switch rate and specialisation score over the second half of the rounds."""
     tasks, experts = arrays[f"{label}/tasks"], arrays[f"{label}/experts"]
@@ -115,7 +182,7 @@ def _routing_arrays(label: str, spec: tuple, arrays: dict, T: int, N: int) -> di
     "deep-paper",
     "the paper's own digits experiment (Appendix A.4): digits 1/4/7 one-vs-rest, 100 samples a round, its "
     "five-layer sigmoid network; one network fine-tuned in turn against the gate with M = 3 and 5, with and "
-    "without termination (--scale paper: T = 60, 30 seeds; --scale long: T = 100, 20 seeds)",
+    "without termination (--scale paper: T = 60, 10 seeds; --scale long: T = 100, 5 seeds a run)",
     owns={name: "deep-paper sweeps it per method" for name in _OWNED},
     presets=PAPER_SCALES,
     device=True,
