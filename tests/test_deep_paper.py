@@ -282,3 +282,24 @@ def test_detectable_difference_is_the_t_test_at_eighty_percent_power():
     assert abs(power - 0.8) < 4 * math.sqrt(0.8 * 0.2 / 4000) + 0.02  # the approximation is within 2 points
     with pytest.raises(ValueError, match="at least 2 seeds"):
         deep_paper.detectable_difference([0.3])
+
+
+def test_stored_runs_of_one_scale_are_joined_along_the_seeds(tmp_path, monkeypatch):
+    from moecl.results import save_results
+
+    monkeypatch.delenv("MOECL_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    overrides = {"methods": "finetune,gate-M3", "T": 3}
+    first = run_experiment("deep-paper", scale="ci", seed=0, overrides=overrides)
+    second = run_experiment("deep-paper", scale="ci", seed=2, overrides=overrides)
+    assert deep_paper.load_paper_runs("ci", tmp_path) is None
+    save_results(tmp_path / "deep-paper-ci-seed2.npz", *second)
+    save_results(tmp_path / "deep-paper-ci-seed0.npz", *first)
+    save_results(tmp_path / "deep-paper-ci-seed0-T=9.npz", *first)  # another design's name: not read
+    headers, arrays = deep_paper.load_paper_runs("ci", tmp_path)
+    assert [h["seeds"] for h in headers] == [[0, 1], [2, 3]]
+    np.testing.assert_array_equal(arrays["gate-M3/experts"],
+                                  np.concatenate([first[1]["gate-M3/experts"], second[1]["gate-M3/experts"]]))
+    save_results(tmp_path / "deep-paper-ci-seed1.npz", *second)  # seeds 2 and 3 again
+    with pytest.raises(ValueError, match="seeds \\[2, 3\\] are stored twice"):
+        deep_paper.load_paper_runs("ci", tmp_path)

@@ -168,6 +168,40 @@ def paper_verdicts(arrays, experts=(3, 5)) -> list[dict]:
     return rows
 
 
+def load_paper_runs(scale: str, folder=None):
+    """The stored ``deep-paper`` runs of ``scale`` as one: ``(headers, arrays)``, or None when none is stored.
+
+    Reads every ``deep-paper-<scale>-seed<S>.npz`` of ``folder`` (default `moecl.report.results_folder`,
+    ``$MOECL_RESULTS``), in the order of their first seeds, and joins their per-seed arrays along the
+    seeds (every array of the experiment has the seeds first). The runs must be of one design (labels,
+    rounds, configurations, data source) and of disjoint seeds; ValueError naming the file otherwise.
+    """
+    import re
+    from pathlib import Path
+
+    from ..report import results_folder
+    from ..results import load_results
+
+    folder = Path(folder if folder is not None else results_folder())
+    pattern = re.compile(rf"deep-paper-{re.escape(scale)}-seed(\d+)\.npz")
+    paths = sorted((int(match.group(1)), path) for path in folder.glob(f"deep-paper-{scale}-seed*.npz")
+                   if (match := pattern.fullmatch(path.name)))
+    if not paths:
+        return None
+    runs = [(path, *load_results(path)) for _, path in paths]
+    first_path, first, _ = runs[0]
+    seen: set = set()
+    for path, header, _ in runs:
+        for field in ("labels", "rounds", "configs", "source"):
+            if header.get(field) != first.get(field):
+                raise ValueError(f"{path}: its {field} differ from those of {first_path}; one design per scale")
+        if seen & set(header["seeds"]):
+            raise ValueError(f"{path}: seeds {sorted(seen & set(header['seeds']))} are stored twice")
+        seen |= set(header["seeds"])
+    arrays = {key: np.concatenate([run[2][key] for run in runs]) for key in runs[0][2]}
+    return [header for _, header, _ in runs], arrays
+
+
 def _routing_arrays(label: str, spec: tuple, arrays: dict, T: int, N: int) -> dict:
     """Per seed (R,): the switch rate and specialisation score over the second half of the rounds."""
     tasks, experts = arrays[f"{label}/tasks"], arrays[f"{label}/experts"]
