@@ -303,3 +303,9 @@ def test_stored_runs_of_one_scale_are_joined_along_the_seeds(tmp_path, monkeypat
     save_results(tmp_path / "deep-paper-ci-seed1.npz", *second)  # seeds 2 and 3 again
     with pytest.raises(ValueError, match="seeds \\[2, 3\\] are stored twice"):
         deep_paper.load_paper_runs("ci", tmp_path)
+
+
+def test_signed_rank_p_is_small_for_a_consistent_shift_and_one_for_none():
+    assert deep_paper.signed_rank_p(np.zeros(6)) == 1.0
+    assert deep_paper.signed_rank_p(np.arange(1, 11)) < 0.01  # ten positive differences: p = 2 / 2**10
+    assert deep_paper.signed_rank_p([1.0, -1.0, 2.0, -2.0]) == 1.0
