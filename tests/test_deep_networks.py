@@ -26,10 +26,23 @@ from moecl.deep.networks import (
     SmallCNN,
     raising_modules,
 )
+from moecl.deep.training import sigmoid_loss
 
 
 #: (C, H, W) of the images the book's streams give: scikit-learn digits, MNIST, CIFAR, Tiny ImageNet.
 BOOK_IMAGE_SHAPES = ((1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64))
+
+
+def _classes(architecture, classes=5):
+    """Classes of the test's tasks: the paper's one-sigmoid network takes binary tasks only."""
+    return 2 if architecture == "paper-cnn" else classes
+
+
+def _loss(logits, y):
+    """The training loss of the engine: binary cross-entropy for one (sigmoid) output, else cross-entropy."""
+    if logits.shape[-1] == 1:
+        return sigmoid_loss(logits, y % 2)
+    return F.cross_entropy(logits, y)
 
 
 class _OperatorTrace(TorchDispatchMode):
@@ -52,7 +65,7 @@ def _training_step_operators(model, shape, outputs=5):
     model.train()
     with _OperatorTrace() as trace:
         logits, features = model(x, features=True)
-        loss = F.cross_entropy(logits, y) + features.pow(2).mean()
+        loss = _loss(logits, y) + features.pow(2).mean()
         loss.backward()
     return trace.names
 
@@ -68,7 +81,7 @@ def _stacked_step_operators(models, shape, outputs=5):
 
     def loss_of(p, b, images):
         logits = torch.func.functional_call(template, (p, b), (images,))
-        return F.cross_entropy(logits, y)
+        return _loss(logits, y)
 
     with _OperatorTrace() as trace:
         losses = torch.vmap(loss_of)(parameters, buffers, x)
@@ -96,12 +109,12 @@ def test_the_package_list_covers_the_installed_torch_documentation():
 @pytest.mark.parametrize("shape", BOOK_IMAGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_no_architecture_uses_a_module_or_operator_that_raises_on_cuda(architecture, shape):
     config = DeepConfig(architecture=architecture, width=4)
-    model = make_expert(config, shape, 5)
+    model = make_expert(config, shape, _classes(architecture))
     assert raising_modules(model) == [], raising_modules(model)
     used = _training_step_operators(model, shape)
     assert "convolution_backward" in used  # the trace did see the backward pass
     assert not used & set(CUDA_RAISING_OPS), sorted(used & set(CUDA_RAISING_OPS))
-    stacked = _stacked_step_operators([make_expert(config, shape, 5) for _ in range(2)], shape)
+    stacked = _stacked_step_operators([make_expert(config, shape, _classes(architecture)) for _ in range(2)], shape)
     assert "convolution_backward" in stacked
     assert not stacked & set(CUDA_RAISING_OPS), sorted(stacked & set(CUDA_RAISING_OPS))
 
@@ -169,10 +182,10 @@ def test_global_pool_is_adaptive_pooling_to_one():
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("shape", BOOK_IMAGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_the_experts_take_every_book_image_size(architecture, shape):
-    model = make_expert(DeepConfig(architecture=architecture, width=4), shape, 7)
+    model = make_expert(DeepConfig(architecture=architecture, width=4), shape, _classes(architecture, 7))
     logits, features = model(torch.randn(2, *shape), features=True)
-    assert logits.shape == (2, 7)
-    assert features.shape == (2, 16 if architecture == "cnn" else 32)
+    assert logits.shape == (2, 1 if architecture == "paper-cnn" else 7)
+    assert features.shape == (2, 32 if architecture == "resnet18" else 16)
     assert math.isfinite(float(logits.detach().sum()))
 
 
@@ -209,8 +222,12 @@ def test_no_operator_of_a_whole_run_raises_on_cuda(architecture):
     from small_runs import split_digits_stream, tiny
 
     from moecl import deep
+    from moecl.deep import datasets, streams
 
     stream = split_digits_stream()
+    if architecture == "paper-cnn":  # binary tasks only: the paper's one-vs-rest digits
+        stream = streams.one_vs_rest_tasks(datasets.load_sklearn_digits(), samples_per_task=40,
+                                           test_samples_per_task=20, seed=0)
     used = set()
     for method, M in (("gate", 2), ("seed", 2), ("finetune", 1)):
         config = tiny(method=method, M=M, T=2, architecture=architecture, samples_per_round=10, epochs=1)
@@ -218,5 +235,7 @@ def test_no_operator_of_a_whole_run_raises_on_cuda(architecture):
             deep.run(config, stream, seed=0)
             deep.run(config, stream, seed=[0, 1])
         used |= trace.names
-    assert {"convolution_backward", "_log_softmax_backward_data"} <= used
+    loss_backward = ("binary_cross_entropy_with_logits" if architecture == "paper-cnn"
+                     else "_log_softmax_backward_data")
+    assert {"convolution_backward", loss_backward} <= used
     assert not used & set(CUDA_RAISING_OPS), sorted(used & set(CUDA_RAISING_OPS))

@@ -24,7 +24,8 @@ EXPECTED_LABELS = {
 
 @pytest.fixture(scope="module")
 def runs():
-    linear = [name for name in EXPERIMENTS if name not in ("deep-methods", "predictions")]  # own tests: T1 grid to 104 > T
+    # deep experiments and predictions (T1 grid to 104 > T): their own tests
+    linear = [name for name, entry in EXPERIMENTS.items() if not entry.device and name != "predictions"]
     return {name: run_experiment(name, scale="ci", seed=5, replicates=R, rounds=T) for name in linear}
 
 
@@ -69,7 +70,8 @@ def header_purity_ends(rounds):
 
 
 def test_registry():
-    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map", "drift", "deep-methods", "predictions"]
+    assert list(EXPERIMENTS) == list(EXPECTED_LABELS) + ["regime-map", "drift", "deep-methods", "predictions",
+                                                         "deep-paper"]
     for name, entry in EXPERIMENTS.items():
         assert entry.name == name and entry.description and "\n" not in entry.description
     assert (SCALES["ci"].replicates, SCALES["ci"].rounds) == (40, 300)

@@ -13,9 +13,10 @@ from moecl.results import make_header
 
 
 def test_the_registered_traits():
-    deep = EXPERIMENTS["deep-methods"]
-    assert deep.device and deep.needs_data and deep.checkpoints
-    linear = [entry for name, entry in EXPERIMENTS.items() if name != "deep-methods"]
+    for name in ("deep-methods", "deep-paper"):
+        deep = EXPERIMENTS[name]
+        assert deep.device and deep.needs_data and deep.checkpoints
+    linear = [entry for name, entry in EXPERIMENTS.items() if name not in ("deep-methods", "deep-paper")]
     assert linear and not any(entry.device or entry.needs_data or entry.checkpoints for entry in linear)
 
 

@@ -14,7 +14,7 @@ from . import methods
 
 
 #: Expert networks, devices and task orders a `DeepConfig` accepts.
-ARCHITECTURES = ("cnn", "resnet18")
+ARCHITECTURES = ("cnn", "resnet18", "paper-cnn")
 GATE_INPUTS = ("mean-image", "colour-stats", "random-features", "gradient-histogram")
 GATE_CENTRINGS = ("running", "none")
 LOCALITY_SIGNALS = ("change", "gradient", "loss")
@@ -36,7 +36,9 @@ class DeepConfig:
     samples_per_round: training images of the task drawn each round (the paper: 100).
     epochs, batch_size, lr: training of the selected expert (Adam).
     architecture: ``"cnn"`` (two conv + three fully connected layers, the paper's small
-    CNN) or ``"resnet18"`` (a ResNet-18-style network of ``width`` base channels).
+    CNN) or ``"resnet18"`` (a ResNet-18-style network of ``width`` base channels) or
+    ``"paper-cnn"`` (the paper's digits network with one sigmoid output, binary tasks only;
+    `moecl.deep.networks.PaperCNN`).
     Gate: eta (Eq. (9)), alpha (Eq. (7)), lambda_ (routing noise, Eq. (2)) default to
     the values of a public copy of the authors' deep setup (0.3, 0.3, 0.005; book
     chapter: deep experts); Gamma (termination threshold, **book choice** 0.05, about

@@ -179,6 +179,8 @@ class ResNet18(nn.Module):
 
 def make_expert(config: DeepConfig, image_shape: tuple, num_outputs: int) -> nn.Module:
     """One expert network of ``config.architecture`` for images (C, H, W)."""
+    if config.architecture == "paper-cnn":
+        return PaperCNN(image_shape[0], num_outputs, config.width, image_shape[1:])
     cls = SmallCNN if config.architecture == "cnn" else ResNet18
     return cls(image_shape[0], num_outputs, config.width)
 
@@ -191,3 +193,52 @@ def model_outputs(model: nn.Module) -> int:
 def parameter_vector(model: nn.Module) -> torch.Tensor:
     """All trainable parameters of a model as one flat float64 vector (for ||w_t - w_{t-1}||)."""
     return torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+
+
+class PaperCNN(SmallCNN):
+    """The paper's digits network as its Appendix A.4 describes it (book chapter: the paper's digits experiment).
+
+    Five layers, two convolutional and three fully connected, ReLU after the first four, a
+    sigmoid output, and a 2 x 2 max-pooling of stride 2 after the first convolution only::
+
+        conv 3x3 (width) - ReLU - max-pool 2x2/2 - conv 3x3 (2 width) - ReLU - flatten
+        - linear (8 width) - ReLU - linear (4 width) - ReLU - linear (1) - sigmoid
+
+    **Book choices** (the paper leaves them open; book/choices.md): 3 x 3 kernels with
+    padding 1 (so that 8 x 8 scikit-learn digits pass too), the widths (``width``,
+    ``2 width`` channels; ``8 width``, ``4 width`` and 1 units, those of `SmallCNN`).
+    The flattened map has ``2 width (H // 2) (W // 2)`` values, so unlike `SmallCNN` the
+    first fully connected layer's size follows the image's.
+
+    The output is one unit: the network returns its logit ``z`` (n, 1) and the sigmoid
+    ``p = sigmoid(z)``, the probability that the image is the task's digit, is applied by
+    the loss, binary cross-entropy on ``p`` computed from ``z`` (`moecl.deep.training`),
+    and by the evaluation, which scores ``p > 1/2`` (`moecl.deep.training.two_class_logits`).
+    So it fits binary tasks only: ``num_outputs`` is the stream's number of classes and
+    must be 2 (the one-vs-rest digits). It keeps `SmallCNN`'s layout (``features``,
+    ``classifier``, `embed`), which the training and evaluation code reads.
+
+    Deterministic on CUDA: ``nn.MaxPool2d`` is not among the operations torch 2.13.0
+    documents as nondeterministic or raising under ``torch.use_deterministic_algorithms``
+    (only ``MaxPool3d``, adaptive and fractional max-pooling are; `CUDA_RAISING_MODULES`),
+    and with a 2 x 2 window of stride 2 the windows do not overlap, so each input gets at
+    most one gradient term; tests/test_deep_networks.py traces its training step.
+    """
+
+    def __init__(self, in_channels: int, num_outputs: int, width: int = 16, image_size: tuple = (28, 28)):
+        if num_outputs != 2:
+            raise ValueError(f"architecture='paper-cnn' is the paper's one-sigmoid network for binary tasks "
+                             f"(one-vs-rest); this stream's tasks have {num_outputs} classes")
+        nn.Module.__init__(self)
+        height, width_px = (int(side) // 2 for side in image_size)
+        if height < 1 or width_px < 1:
+            raise ValueError(f"architecture='paper-cnn' needs images of at least 2 x 2 pixels, got {image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(2 * width * height * width_px, 8 * width), nn.ReLU(),
+            nn.Linear(8 * width, 4 * width), nn.ReLU(),
+            nn.Linear(4 * width, 1),
+        )

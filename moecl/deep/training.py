@@ -38,6 +38,27 @@ def _wide(tensor):
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
+def sigmoid_loss(logits, labels, reduction: str = "mean"):
+    """Binary cross-entropy of a one-output network (`moecl.deep.networks.PaperCNN`, the paper's sigmoid output).
+
+    ``-[y log p + (1 - y) log(1 - p)]`` with ``p = sigmoid(z)``, from the logits ``z`` (..., 1) and the
+    0/1 labels ``y`` (...), computed from ``z`` (``binary_cross_entropy_with_logits``, stable for large |z|).
+    """
+    return nn.functional.binary_cross_entropy_with_logits(logits[..., 0], labels.to(logits.dtype), reduction=reduction)
+
+
+def two_class_logits(logits):
+    """A one-output network's logits (..., 1) as two-class logits (..., 2) ``(0, z)``; others unchanged.
+
+    ``softmax(0, z) = (1 - sigmoid(z), sigmoid(z))``: the cross-entropy of these logits is the binary
+    cross-entropy of the sigmoid output, and their argmax is the sigmoid thresholded at 1/2 (``z > 0``;
+    ``z = 0`` scores the rest), so the evaluation shared by every network scores the paper's one.
+    """
+    if logits.shape[-1] != 1:
+        return logits
+    return torch.cat([torch.zeros_like(logits), logits], dim=-1)
+
+
 def locality_signals(model, images, labels, device, which=("gradient", "loss")) -> dict:
     """Candidate deep analogues of the locality loss's ``||w_t - w_{t-1}||``, before ``model`` trains.
 
@@ -54,8 +75,11 @@ def locality_signals(model, images, labels, device, which=("gradient", "loss")) 
     model.eval()
     try:
         with full_precision(device):
-            logits = model(x)[:, torch.as_tensor(present, device=device)]
-            loss = nn.functional.cross_entropy(logits, y)
+            if model_outputs(model) == 1:  # the paper's sigmoid output: binary cross-entropy on the 0/1 labels
+                loss = sigmoid_loss(model(x), torch.as_tensor(np.array(labels), device=device))
+            else:
+                logits = model(x)[:, torch.as_tensor(present, device=device)]
+                loss = nn.functional.cross_entropy(logits, y)
         result = {"loss": float(loss.detach())}
         if "gradient" in which:
             grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
@@ -74,7 +98,8 @@ def train(models, images, labels, config: DeepConfig, rngs, device, distill=None
     classes present in its training set (**book choice**, the usual masked loss of
     class-incremental fine-tuning: a new task's classes are learned without pushing
     down the logits of classes it does not contain; with every output present, as in
-    the one-vs-rest tasks, it is the plain loss).
+    the one-vs-rest tasks, it is the plain loss). A network with one output (the paper's sigmoid,
+    ``architecture="paper-cnn"``) trains on the binary cross-entropy of its 0/1 labels (`sigmoid_loss`).
 
     ``distill`` (one weight per replicate; ``None``: all 0): SEED's feature distillation,
     the loss plus ``weight`` times the mean squared difference between the expert's
@@ -109,6 +134,9 @@ def train_one(model, images, labels, config: DeepConfig, rng, device, distill: f
     y = torch.as_tensor(np.searchsorted(present, np.array(labels)), device=device)
     columns = torch.as_tensor(present, device=device)
     full = len(present) == model_outputs(model) and np.array_equal(present, np.arange(len(present)))
+    sigmoid = model_outputs(model) == 1  # the paper's network: binary cross-entropy on the 0/1 labels
+    if sigmoid:
+        y = torch.as_tensor(np.array(labels), device=device)
     previous = None
     if distill > 0:  # the expert as it was before this round, frozen
         previous = copy.deepcopy(model).eval()
@@ -124,7 +152,8 @@ def train_one(model, images, labels, config: DeepConfig, rng, device, distill: f
             optimiser.zero_grad(set_to_none=True)
             with autocast(device):
                 logits, z = model(x[batch], features=True)
-                loss = nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch])
+                loss = (sigmoid_loss(logits, y[batch]) if sigmoid else
+                        nn.functional.cross_entropy(logits if full else logits[:, columns], y[batch]))
                 if previous is not None:
                     with torch.no_grad():
                         z_old = previous.embed(x[batch])
@@ -188,7 +217,7 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device, dist
     K = model_outputs(models[0])
     mask = torch.zeros((R, K), dtype=torch.bool)
     for r, y in enumerate(labels):
-        mask[r, np.unique(y)] = True
+        mask[r, np.unique(y) if K > 1 else 0] = True  # one output (the paper's sigmoid): no masking
     mask = mask.to(device)[:, None, :]
     x = torch.as_tensor(np.stack([np.asarray(im) for im in images]), device=device)  # (R, n, C, H, W)
     y = torch.as_tensor(np.stack([np.asarray(lab) for lab in labels]), device=device)  # (R, n): output columns
@@ -217,9 +246,13 @@ def train_stacked(models, images, labels, config: DeepConfig, rngs, device, dist
             optimiser.zero_grad(set_to_none=True)
             with autocast(device):
                 logits, z = batched_outputs(parameters, buffers, x[rows, batch])
-                logits = logits.masked_fill(~mask, float("-inf"))
-                losses = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows, batch].flatten(), reduction="none")
-                losses = losses.view(R, -1).mean(dim=1)
+                if K == 1:
+                    losses = sigmoid_loss(logits, y[rows, batch], reduction="none").mean(dim=1)
+                else:
+                    logits = logits.masked_fill(~mask, float("-inf"))
+                    losses = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows, batch].flatten(),
+                                                         reduction="none")
+                    losses = losses.view(R, -1).mean(dim=1)
                 if previous is not None:
                     with torch.no_grad():
                         template.eval()
@@ -255,7 +288,7 @@ def test_outputs(model, tests) -> list[tuple[np.ndarray, np.ndarray]]:
     for x, _ in tests:
         with full_precision(x.device):
             z = model.embed(x)
-            logits = (model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1])(z)
+            logits = two_class_logits((model.classifier[-1] if isinstance(model, SmallCNN) else model.head[-1])(z))
         result.append((np.asarray(logits.float().cpu(), dtype=np.float64),
                        np.asarray(z.float().cpu(), dtype=np.float64)))
     return result
@@ -280,7 +313,7 @@ def test_outputs_stacked(models, tests) -> list[list[tuple[np.ndarray, np.ndarra
     for x, _ in tests:
         with full_precision(x.device):
             logits, z = batched(parameters, buffers, x)
-        logits = np.asarray(logits.float().cpu(), dtype=np.float64)
+        logits = np.asarray(two_class_logits(logits).float().cpu(), dtype=np.float64)
         z = np.asarray(z.float().cpu(), dtype=np.float64)
         for r in range(len(models)):
             result[r].append((logits[r], z[r]))

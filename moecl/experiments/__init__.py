@@ -38,6 +38,7 @@ setting's full `Config`.
 # Importing the modules registers their experiments, in the order `moecl list` shows them.
 from . import paper, regimes, drift, deep_methods  # noqa: F401, I001
 from . import predictions  # noqa: F401, E402
+from . import deep_paper  # noqa: F401, E402
 from .deep_methods import DEEP_METHODS, DEEP_SCALES, DEEP_STREAMS
 from .drift import DRIFT_RULES, DRIFT_SCALES, DRIFT_SETTING, DRIFT_WINDOWS, drift_round, task_purity, windowed_mean
 from .recorder import BATCH_BYTES, PURITY_WINDOWS, Recorder
