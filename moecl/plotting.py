@@ -209,18 +209,26 @@ def category_legend(target, names, cmap, **legend_kwargs):
 # --------------------------------------------------------------------------- names a reader knows
 
 _METHOD_NAMES = {"finetune": "one network, fine-tuned in turn", "replay": "one network with replay",
-                 "joint": "joint training", "single": "single expert"}
+                 "joint": "joint training", "joint-task-aware": "joint training, a head per task",
+                 "single": "single expert"}
 
 
 def reader_name(label: str) -> str:
     """The name a reader knows for a run's internal label: ``gate-M4-no-termination`` ->
     "MoE gate, M = 4, no termination", ``seed-M8`` -> "SEED, M = 8", ``M8-noterm`` ->
     "M = 8, no termination", ``M1`` -> "single expert", ``finetune`` -> "one network,
-    fine-tuned in turn" (labels of `moecl.experiments`: deep_methods and paper)."""
+    fine-tuned in turn", ``finetune-same-size-M4`` -> "one network the size of 4 experts",
+    ``oracle-M8`` -> "oracle routing, M = 8" (labels of `moecl.experiments`: deep_methods and paper)."""
     import re
 
     if label in _METHOD_NAMES:
         return _METHOD_NAMES[label]
+    same_size = re.fullmatch(r"finetune-same-size-M(\d+)", label)
+    if same_size:
+        return f"one network the size of {int(same_size.group(1))} experts"
+    oracle = re.fullmatch(r"oracle-M(\d+)", label)
+    if oracle:
+        return f"oracle routing, M = {int(oracle.group(1))}"
     match = re.fullmatch(r"(?:(gate|seed)-)?M(\d+)(-no-?term(?:ination)?)?", label)
     if match is None:
         raise ValueError(f"no reader's name for the label {label!r}")
@@ -240,8 +248,10 @@ def concept_of(label: str) -> str:
     name = reader_name(label)
     if name.startswith(("one network", "single expert")):
         return "single expert"
-    if name == "joint training":
+    if name.startswith("joint training"):
         return "joint training"
+    if name.startswith("oracle routing"):  # the routing the theory assumes after exploration
+        return "theory"
     if name.startswith("SEED"):
         return "SEED"
     return "MoE, no termination" if name.endswith("no termination") else "MoE, termination"
@@ -249,12 +259,16 @@ def concept_of(label: str) -> str:
 
 def method_style(label: str) -> dict:
     """``color``, ``linestyle`` and ``label`` (the reader's name) for a run's internal label:
-    the colour of its concept, solid for M <= 4, dashed for M = 8, dotted above."""
+    the colour of its concept, solid for M <= 4, dashed for M = 8, dotted above; a baseline that
+    shares its concept's colour with the method it is measured against (one network the size of the
+    mixture, joint training with a head per task) is dash-dotted."""
     import re
 
     match = re.search(r"M(\d+)", label)
     M = int(match.group(1)) if match else 1
     linestyle = "-" if M <= 4 else "--" if M == 8 else ":"
+    if label.startswith("finetune-same-size") or label == "joint-task-aware":
+        linestyle = "-." if M <= 4 else (0, (3, 1, 1, 1, 1, 1))
     return {"color": COLOURS[concept_of(label)], "linestyle": linestyle, "label": reader_name(label)}
 
 

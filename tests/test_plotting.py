@@ -134,6 +134,10 @@ def test_expert_count_colours_single_expert_black_and_more_experts_darker():
     ("M1", "single expert", "single expert", "-"),
     ("M8-noterm", "M = 8, no termination", "MoE, no termination", "--"),
     ("M16", "M = 16, termination", "MoE, termination", ":"),
+    ("finetune-same-size-M4", "one network the size of 4 experts", "single expert", "-."),
+    ("finetune-same-size-M8", "one network the size of 8 experts", "single expert", (0, (3, 1, 1, 1, 1, 1))),
+    ("oracle-M8", "oracle routing, M = 8", "theory", "--"),
+    ("joint-task-aware", "joint training, a head per task", "joint training", "-."),
 ])
 def test_reader_names_and_styles_of_internal_labels(label, name, concept, linestyle):
     assert plotting.reader_name(label) == name
