@@ -60,7 +60,9 @@ def test_the_cpu_rehearsal_runs_every_step(tmp_path):
     log = (out / "gpu_check.log").read_text()
     assert log.startswith("device:") and "== done in" in log
     cases = [json.loads(line) for line in (out / "smoke.jsonl").read_text().splitlines()]
-    assert {case["architecture"] for case in cases} == {"cnn", "resnet18"}
+    from moecl import deep
+
+    assert {case["architecture"] for case in cases} == set(deep.ARCHITECTURES)
     assert {case["method"] for case in cases} == {"finetune", "replay", "joint", "gate-M2", "seed-M2"}
     assert all(case["resumed_equal"] and case["device"] == "cpu" for case in cases), cases
     assert (out / "bench_deep_replicates.txt").read_text().splitlines()[-1].startswith("loop/batched ")
