@@ -230,13 +230,7 @@ def deep_methods(scale: str, seed: int, replicates=None, progress: bool = False,
     started = time.perf_counter()
     stream, base, T = _build_stream(settings)
     pieces = _plan_pieces(settings, base)
-    done = _run_pieces(pieces, progress)
-    by_label = {label: [] for label in settings.labels}
-    wall_times: dict = {}
-    for piece in pieces:
-        records, seconds = done[piece.number]
-        by_label[piece.label].extend(records)
-        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    by_label, wall_times = _records_by_label(pieces, _run_pieces(pieces, progress), settings.labels)
     scenarios = [s for s in deep.SCENARIOS if s == "task" or stream.scenario == "class"]
     arrays, docs = _summarise(by_label, scenarios, T, scale)
     configs = {label: dataclasses.asdict(config) for label, config in _method_configs(settings, base).items()}
@@ -380,17 +374,31 @@ def _plan_pieces(settings: DeepSettings, base) -> list[DeepPiece]:
     return pieces
 
 
-def _run_pieces(pieces: list, progress: bool) -> dict:
-    """Step 4: the pieces in this process, in order, or on the executor of `moecl.sweep.using`."""
+def _run_pieces(pieces: list, progress: bool, function=None) -> dict:
+    """Step 4: the pieces in this process, in order, or on the executor of `moecl.sweep.using`.
+
+    ``function`` runs one piece (default `run_deep_piece`; `deep_paper` passes its own)."""
+    function = run_deep_piece if function is None else function
     executor, _ = sweep.current()
     if executor is not None:
-        return sweep.run_pieces(pieces, executor, progress, function=run_deep_piece)
+        return sweep.run_pieces(pieces, executor, progress, function=function)
     done = {}
     for piece in pieces:  # in order, each with its progress bar
         if progress:
             print(f"[{piece.number + 1}/{len(pieces)}] {piece.describe()}", file=sys.stderr, flush=True)
-        done[piece.number] = run_deep_piece(piece, progress)
+        done[piece.number] = function(piece, progress)
     return done
+
+
+def _records_by_label(pieces: list, done: dict, labels) -> tuple[dict, dict]:
+    """Each method label's records in piece order, and its wall time summed over its pieces (seconds)."""
+    by_label: dict = {label: [] for label in labels}
+    wall_times: dict = {}
+    for piece in pieces:
+        records, seconds = done[piece.number]
+        by_label[piece.label].extend(records)
+        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    return by_label, wall_times
 
 
 def _summarise(by_label: dict, scenarios: list, T: int, scale: str) -> tuple[dict, dict]:

@@ -255,13 +255,8 @@ def deep_paper(scale: str, seed: int, replicates=None, progress: bool = False, r
     started = time.perf_counter()
     stream, base, T, recipe = _build_stream(settings)
     pieces = [dataclasses.replace(piece, stream=recipe) for piece in deep_methods._plan_pieces(settings, base)]
-    done = _run_pieces(pieces, progress)
-    by_label = {label: [] for label in settings.labels}
-    wall_times: dict = {}
-    for piece in pieces:
-        records, seconds = done[piece.number]
-        by_label[piece.label].extend(records)
-        wall_times[piece.label] = round(wall_times.get(piece.label, 0.0) + seconds, 3)
+    done = deep_methods._run_pieces(pieces, progress, function=run_paper_piece)
+    by_label, wall_times = deep_methods._records_by_label(pieces, done, settings.labels)
     arrays, docs = deep_methods._summarise(by_label, ["task"], T, scale)
     for label, spec in settings.labels.items():
         arrays.update(_routing_arrays(label, spec, arrays, T, stream.N))
@@ -346,23 +341,6 @@ def run_paper_piece(piece, progress: bool = False) -> tuple[list, float]:
             deep_methods._STREAM_CACHE.clear()  # one stream at a time: a stream holds its images
             deep_methods._STREAM_CACHE[key] = paper_stream(piece.stream[1], piece.stream[2])
         return deep_methods._run_deep_piece(piece, progress)
-
-
-def _run_pieces(pieces: list, progress: bool) -> dict:
-    """The pieces in this process, in order, or on the executor of `moecl.sweep.using` (``--workers``)."""
-    import sys
-
-    from .. import sweep
-
-    executor, _ = sweep.current()
-    if executor is not None:
-        return sweep.run_pieces(pieces, executor, progress, function=run_paper_piece)
-    done = {}
-    for piece in pieces:
-        if progress:
-            print(f"[{piece.number + 1}/{len(pieces)}] {piece.describe()}", file=sys.stderr, flush=True)
-        done[piece.number] = run_paper_piece(piece, progress)
-    return done
 
 
 def _build_stream(settings: deep_methods.DeepSettings) -> tuple:
